@@ -1,0 +1,163 @@
+"""Reverse-mode automatic differentiation.
+
+The whole engine is two ideas:
+
+* A ``Function`` is one differentiable operation.  ``forward`` maps input
+  arrays to an output array and keeps (on ``self``) only what ``backward``
+  will need; ``backward`` maps the gradient of the loss with respect to the
+  output, ``dL/dy``, to the gradients with respect to each input, ``dL/dx_i``.
+  ``Function.apply`` runs ``forward`` and, when a gradient is wanted, records
+  the function as the output tensor's creator (``tensor._ctx``).
+
+* ``backward(root)`` walks that record from the root back to the leaves in
+  topological order (every function after all functions that consumed its
+  output), calls each ``backward`` once with the summed gradient of its
+  output, and accumulates the gradients of leaf tensors into ``.grad``.
+  Afterwards each function frees what it saved, so the graph of one training
+  step dies with the step.
+"""
+import contextlib
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "grad_enabled", True)
+
+
+def set_grad_enabled(mode):
+    _state.grad_enabled = bool(mode)
+
+
+class _GradMode(contextlib.ContextDecorator):
+    mode = True
+
+    def __enter__(self):
+        self.previous = is_grad_enabled()
+        set_grad_enabled(self.mode)
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self.previous)
+        return False
+
+
+class no_grad(_GradMode):
+    """Context manager (or decorator) in which no graph is recorded."""
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Context manager (or decorator) that turns recording back on inside ``no_grad``."""
+    mode = True
+
+
+class Function:
+    """Base class of every differentiable operation.
+
+    Subclasses implement ``forward(self, *arrays, **params) -> array`` and
+    ``backward(self, grad_output) -> grad or tuple of grads`` (one per
+    positional input; ``None`` where an input needs no gradient).  Positional
+    inputs may be Tensors, arrays, numbers or ``None``; keyword arguments are
+    plain parameters (stride, padding, ...).
+    """
+
+    inputs = None  # the input Tensors, kept so backward can walk to them
+    released = False
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        from .tensor import Tensor
+
+        fn = cls()
+        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        fn.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        record = is_grad_enabled() and any(fn.needs_input_grad)
+        fn.recording = record  # a forward may skip saving buffers when nothing will be recorded
+        output = Tensor._from_array(fn.forward(*arrays, **params), requires_grad=record)
+        if record:
+            fn.inputs = inputs
+            output._ctx = fn
+        return output
+
+    def forward(self, *arrays, **params):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def release(self):
+        """Drop everything saved for backward (and the links to the inputs)."""
+        self.__dict__.clear()
+        self.released = True
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{self.name}Backward>"
+
+
+def topological_order(root_fn):
+    """Functions reachable from ``root_fn``, each before every function it consumed."""
+    postorder, visited = [], set()
+    stack = [(root_fn, False)]
+    while stack:
+        fn, children_done = stack.pop()
+        if children_done:
+            postorder.append(fn)
+            continue
+        if fn in visited:
+            continue
+        if fn.released:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time: its saved values were freed "
+                "by the first backward(). Call backward(retain_graph=True) the first time if you "
+                "need to backward twice."
+            )
+        visited.add(fn)
+        stack.append((fn, True))
+        for tensor in fn.inputs:
+            parent = getattr(tensor, "_ctx", None)
+            if parent is not None and parent not in visited:
+                stack.append((parent, False))
+    return reversed(postorder)
+
+
+def _as_tuple(grads):
+    return grads if isinstance(grads, tuple) else (grads,)
+
+
+def backward(root, grad_output, retain_graph=False):
+    """Accumulate d(root)/d(leaf) * grad_output into the ``.grad`` of every leaf."""
+    from .tensor import Tensor
+
+    pending = {root._ctx: grad_output}  # function -> gradient of its output, summed so far
+    for fn in topological_order(root._ctx):
+        grad = pending.pop(fn)
+        input_grads = _as_tuple(fn.backward(grad))
+        for tensor, input_grad, needed in zip(fn.inputs, input_grads, fn.needs_input_grad):
+            if not needed or input_grad is None:
+                continue
+            if input_grad.shape != tensor.shape:
+                raise RuntimeError(
+                    f"{fn.name}.backward returned a gradient of shape {input_grad.shape} for an "
+                    f"input of shape {tensor.shape}"
+                )
+            if tensor._ctx is None or tensor._retains_grad:
+                _accumulate_into_grad(tensor, input_grad, Tensor)
+            if tensor._ctx is not None:
+                previous = pending.get(tensor._ctx)
+                pending[tensor._ctx] = input_grad if previous is None else previous + input_grad
+        if not retain_graph:
+            fn.release()
+
+
+def _accumulate_into_grad(tensor, grad, Tensor):
+    # A fresh array, never an in-place add: `grad` may be shared with other branches,
+    # and optimizers or clip_grad_norm_ may later change .grad in place.
+    if tensor.grad is None:
+        tensor.grad = Tensor._from_array(grad.copy())
+    else:
+        tensor.grad = Tensor._from_array(tensor.grad.data + grad)

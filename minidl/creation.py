@@ -1,0 +1,118 @@
+"""Functions that make new tensors: ``tensor``, ``zeros``, ``ones``, ``randn``, ``rand``,
+``arange``, ``full``, ``empty`` and their ``*_like`` forms, plus ``cat`` and ``stack``."""
+import numpy as np
+
+from . import dtypes, random
+from .backend import device as Device, move_array
+from .functions.shape import Cat, Stack
+from .tensor import Tensor
+
+
+def tensor(data, dtype=None, requires_grad=False, device=None):
+    """A new leaf tensor holding a copy of ``data``."""
+    if isinstance(data, Tensor):
+        data = data.data
+    result = Tensor(data, dtype=dtype, device=device)
+    if result.data is data or getattr(result.data, "base", None) is data:
+        result.data = result.data.copy()  # never share memory with the caller's array
+    return result.requires_grad_(requires_grad) if requires_grad else result
+
+
+def from_numpy(array):
+    """A tensor sharing memory with ``array``."""
+    return Tensor._from_array(array)
+
+
+def as_tensor(data, dtype=None, device=None):
+    return data if isinstance(data, Tensor) and dtype is None and device is None else Tensor(data, dtype=dtype, device=device)
+
+
+def _shape_arg(shape):
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+
+
+def _make(array, dtype, device, requires_grad):
+    if device is not None:
+        array = move_array(array, Device(device))
+    return Tensor._from_array(array).requires_grad_(requires_grad) if requires_grad else Tensor._from_array(array)
+
+
+def _float(dtype):
+    return np.dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return _make(np.zeros(_shape_arg(shape), _float(dtype)), dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return _make(np.ones(_shape_arg(shape), _float(dtype)), dtype, device, requires_grad)
+
+
+def empty(*shape, dtype=None, device=None, requires_grad=False):
+    return zeros(*shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    return _make(np.full(tuple(shape), fill_value, _float(dtype)), dtype, device, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples from minidl's generator (see ``manual_seed``)."""
+    array = random.generator().standard_normal(_shape_arg(shape)).astype(_float(dtype))
+    return _make(array, dtype, device, requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False):
+    array = random.generator().random(_shape_arg(shape)).astype(_float(dtype))
+    return _make(array, dtype, device, requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, device=None):
+    if high is None:
+        low, high = 0, low
+    array = random.generator().integers(low, high, size=tuple(size)).astype(dtype or np.int64)
+    return _make(array, dtype, device, False)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None):
+    if end is None:
+        start, end = 0, start
+    array = np.arange(start, end, step)
+    if dtype is not None:
+        array = array.astype(dtype)
+    elif array.dtype.kind == "f":
+        array = array.astype(dtypes.get_default_dtype())
+    return _make(array, dtype, device, False)
+
+
+def _like(other, dtype, device):
+    return dtype or other.dtype, device or other.device
+
+
+def zeros_like(other, dtype=None, device=None, requires_grad=False):
+    dtype, device = _like(other, dtype, device)
+    return zeros(other.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def ones_like(other, dtype=None, device=None, requires_grad=False):
+    dtype, device = _like(other, dtype, device)
+    return ones(other.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randn_like(other, dtype=None, device=None):
+    dtype, device = _like(other, dtype, device)
+    return randn(other.shape, dtype=dtype, device=device)
+
+
+def cat(tensors, dim=0):
+    """Concatenates tensors along an existing dim."""
+    return Cat.apply(*tensors, dim=dim)
+
+
+concatenate = cat
+
+
+def stack(tensors, dim=0):
+    """Stacks tensors of equal shape along a new dim."""
+    return Stack.apply(*tensors, dim=dim)

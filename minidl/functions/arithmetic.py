@@ -1,0 +1,130 @@
+"""Arithmetic with broadcasting: + - * / ** @ and unary minus.
+
+When an input was broadcast in the forward pass (a bias of shape (C,) added to
+(N, C)), each of its elements influenced many outputs, so its gradient is the
+*sum* of the output gradient over the broadcast axes: ``unbroadcast``.
+"""
+from ..autograd import Function
+from ..backend import get_array_module
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra_leading = grad.ndim - len(shape)
+    axes = tuple(range(extra_leading)) + tuple(
+        extra_leading + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra_leading + i] != 1
+    )
+    return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
+
+
+def _shape(x):
+    return getattr(x, "shape", ())
+
+
+class Add(Function):
+    """y = a + b.   dL/da = unbroadcast(g),  dL/db = unbroadcast(g)."""
+
+    def forward(self, a, b):
+        self.shapes = _shape(a), _shape(b)
+        return a + b
+
+    def backward(self, g):
+        return unbroadcast(g, self.shapes[0]), unbroadcast(g, self.shapes[1])
+
+
+class Sub(Function):
+    """y = a - b.   dL/da = g,  dL/db = -g  (each unbroadcast)."""
+
+    def forward(self, a, b):
+        self.shapes = _shape(a), _shape(b)
+        return a - b
+
+    def backward(self, g):
+        grad_b = -unbroadcast(g, self.shapes[1]) if self.needs_input_grad[1] else None
+        return unbroadcast(g, self.shapes[0]), grad_b
+
+
+class Mul(Function):
+    """y = a * b.   dL/da = g * b,  dL/db = g * a  (each unbroadcast)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        grad_a = unbroadcast(g * self.b, _shape(self.a)) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(g * self.a, _shape(self.b)) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Div(Function):
+    """y = a / b.   dL/da = g / b,  dL/db = -g * a / b**2."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        grad_a = unbroadcast(g / self.b, _shape(self.a)) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(-g * self.a / (self.b * self.b), _shape(self.b)) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Neg(Function):
+    """y = -x.   dL/dx = -g."""
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return -g
+
+
+class Pow(Function):
+    """y = a ** b.   dL/da = g * b * a**(b-1),  dL/db = g * y * log(a)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.y = a ** b
+        return self.y
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            grad_a = unbroadcast(g * self.b * self.a ** (self.b - 1), _shape(self.a))
+        if self.needs_input_grad[1]:
+            grad_b = unbroadcast(g * self.y * xp.log(self.a), _shape(self.b))
+        return grad_a, grad_b
+
+
+class MatMul(Function):
+    """y = a @ b (batched, broadcasting over leading dims).
+
+    dL/da = g @ b^T,  dL/db = a^T @ g, with 1-d operands treated as a row
+    (for a) or a column (for b) vector, as in NumPy.
+    """
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = g2[..., None, :]
+        if b.ndim == 1:
+            g2 = g2[..., None]
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            grad_a = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape if a.ndim > 1 else (1, a.shape[0]))
+            grad_a = grad_a.reshape(a.shape)
+        if self.needs_input_grad[1]:
+            grad_b = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape if b.ndim > 1 else (b.shape[0], 1))
+            grad_b = grad_b.reshape(b.shape)
+        return grad_a, grad_b

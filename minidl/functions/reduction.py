@@ -1,0 +1,122 @@
+"""Reductions: sum, mean, max, var over all elements or chosen dims.
+
+A reduction maps many inputs to one output, so its backward *spreads* the
+output gradient back over the reduced axes: ``expand_reduced`` re-inserts the
+reduced axes (size 1) so the gradient broadcasts against the input.
+"""
+from ..autograd import Function
+from ..backend import get_array_module
+
+
+def normalize_dims(dim, ndim):
+    """``dim`` (None, int or sequence, negatives allowed) as a sorted tuple of axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], but got {d})")
+    return tuple(sorted(d % max(ndim, 1) for d in dims)) if ndim else ()
+
+
+def expand_reduced(g, axes, keepdim):
+    """Give ``g`` size-1 axes where the forward reduced them (a no-op if keepdim)."""
+    if keepdim or not axes:
+        return g
+    xp = get_array_module(g)
+    return xp.expand_dims(g, axes)
+
+
+def reduced_count(shape, axes):
+    count = 1
+    for axis in axes:
+        count *= shape[axis]
+    return count
+
+
+class Sum(Function):
+    """y = sum of x over axes.   dL/dx = g broadcast back over those axes."""
+
+    def forward(self, x, dim=None, keepdim=False):
+        self.shape, self.keepdim = x.shape, keepdim
+        self.axes = normalize_dims(dim, x.ndim)
+        return x.sum(axis=self.axes, keepdims=keepdim)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        return xp.broadcast_to(expand_reduced(g, self.axes, self.keepdim), self.shape).copy()
+
+
+class Mean(Function):
+    """y = sum(x) / n over axes.   dL/dx = g / n broadcast back over those axes."""
+
+    def forward(self, x, dim=None, keepdim=False):
+        self.shape, self.keepdim = x.shape, keepdim
+        self.axes = normalize_dims(dim, x.ndim)
+        return x.mean(axis=self.axes, keepdims=keepdim)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        count = reduced_count(self.shape, self.axes)
+        return xp.broadcast_to(expand_reduced(g, self.axes, self.keepdim) / count, self.shape).copy()
+
+
+class Max(Function):
+    """y = max of x over axes.
+
+    dL/dx = g at the positions that hold the maximum, 0 elsewhere; when
+    several positions tie, the gradient is shared equally among them (as
+    PyTorch's ``amax`` and full ``max()``).
+    """
+
+    def forward(self, x, dim=None, keepdim=False):
+        self.axes, self.keepdim = normalize_dims(dim, x.ndim), keepdim
+        y = x.max(axis=self.axes, keepdims=True)
+        self.is_max = x == y
+        return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in self.axes])
+
+    def backward(self, g):
+        g = expand_reduced(g, self.axes, self.keepdim)
+        ties = self.is_max.sum(axis=self.axes, keepdims=True)
+        return (g / ties) * self.is_max
+
+
+class MaxAlongDim(Function):
+    """values = max of x along one dim, with the arg-max indices.
+
+    dL/dx = g scattered to the arg-max position of each slice (one position
+    per slice, as PyTorch's ``max(dim)``).
+    """
+
+    def forward(self, x, dim=0, keepdim=False):
+        xp = get_array_module(x)
+        self.dim, self.keepdim, self.shape = dim % x.ndim, keepdim, x.shape
+        self.indices = xp.expand_dims(x.argmax(axis=self.dim), self.dim)
+        values = xp.take_along_axis(x, self.indices, axis=self.dim)
+        return values if keepdim else values.squeeze(self.dim)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        grad = xp.zeros(self.shape, dtype=g.dtype)
+        g = g if self.keepdim else xp.expand_dims(g, self.dim)
+        xp.put_along_axis(grad, self.indices, g, axis=self.dim)
+        return grad
+
+
+class Var(Function):
+    """y = sum((x - mean)^2) / (n - correction) over axes.
+
+    dL/dx = g * 2 (x - mean) / (n - correction); the mean's own dependence on x
+    contributes nothing because sum(x - mean) = 0.
+    """
+
+    def forward(self, x, dim=None, keepdim=False, correction=1):
+        self.axes, self.keepdim = normalize_dims(dim, x.ndim), keepdim
+        self.centered = x - x.mean(axis=self.axes, keepdims=True)
+        self.denominator = max(reduced_count(x.shape, self.axes) - correction, 0)
+        squares = (self.centered * self.centered).sum(axis=self.axes, keepdims=keepdim)
+        return squares / self.denominator if self.denominator else squares * float("nan")
+
+    def backward(self, g):
+        g = expand_reduced(g, self.axes, self.keepdim)
+        return g * (2 / self.denominator) * self.centered if self.denominator else g * self.centered * float("nan")

@@ -1,0 +1,549 @@
+"""The Tensor: an n-dimensional array (NumPy or CuPy) plus what autograd needs.
+
+A tensor holds ``data`` (the array), ``requires_grad``, ``grad`` (a Tensor,
+filled by ``backward``) and ``_ctx``, the ``Function`` that created it (None
+for leaves such as parameters and inputs).  Every operator below is a thin
+wrapper that calls ``SomeFunction.apply``; the math lives in
+``minidl/functions/``.
+"""
+import numbers
+
+import numpy as np
+
+from . import autograd, dtypes
+from .backend import device as Device, device_of, get_array_module, move_array
+from .functions import arithmetic, elementwise, reduction, shape as shape_ops
+
+
+def _to_array(data, dtype=None):
+    """Converts Python data or an array to an array, choosing dtypes as PyTorch does."""
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = get_array_module(data)
+    if dtype is not None:
+        return xp.asarray(data, dtype=np.dtype(dtype))
+    if hasattr(data, "dtype"):  # an array or NumPy scalar keeps its dtype
+        return xp.asarray(data)
+    array = np.asarray(data)
+    if array.dtype.kind == "f":
+        return array.astype(dtypes.get_default_dtype())
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    return array
+
+
+class Tensor:
+    __array_priority__ = 1000  # NumPy scalars defer to Tensor's reflected operators
+
+    def __init__(self, data, dtype=None, requires_grad=False, device=None):
+        array = _to_array(data, dtype)
+        if device is not None:
+            array = move_array(array, device)
+        self.data = array
+        self.grad = None
+        self._ctx = None  # the Function that produced this tensor
+        self._retains_grad = False
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _from_array(cls, array, requires_grad=False):
+        """Wraps an array that is already of the right dtype and device (no copy)."""
+        tensor = cls.__new__(cls)
+        tensor.data, tensor.grad, tensor._ctx, tensor._retains_grad = array, None, None, False
+        tensor._requires_grad = requires_grad
+        return tensor
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if value and not dtypes.is_floating(self.data.dtype):
+            raise RuntimeError(f"only floating-point tensors can require gradients, not {self.data.dtype}")
+        if self._ctx is not None and not value:
+            raise RuntimeError("you can only change requires_grad of leaf tensors; use detach() instead")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return self._ctx
+
+    def retain_grad(self):
+        """Keeps ``.grad`` on a non-leaf tensor after backward."""
+        self._retains_grad = True
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        return int(self.data.size)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return device_of(self.data)
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        xp = get_array_module(self.data)
+        body = np.array2string(xp.asnumpy(self.data) if xp is not np else self.data, separator=", ", prefix="tensor(")
+        extras = []
+        if self.dtype not in (dtypes.get_default_dtype(), np.dtype(np.int64), np.dtype(bool)):
+            extras.append(f"dtype=minidl.{self.dtype}")
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self._ctx is not None:
+            extras.append(f"grad_fn={self._ctx!r}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    # ------------------------------------------------------------------ conversion
+    def numpy(self):
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on a tensor that requires grad. Use tensor.detach().numpy() instead.")
+        if self.device.type != "cpu":
+            raise TypeError(f"can't convert a {self.device} tensor to NumPy: use tensor.cpu() first")
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"only one-element tensors can be converted to Python scalars, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return move_array(self.data, "cpu").tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        return bool(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        array = move_array(self.data, "cpu")
+        return array if dtype is None else array.astype(dtype)
+
+    def detach(self):
+        """The same data, cut out of the graph."""
+        return Tensor._from_array(self.data)
+
+    def clone(self):
+        return Cast.apply(self, dtype=self.dtype)  # astype always copies
+
+    def contiguous(self):
+        return self
+
+    def to(self, *args, dtype=None, device=None):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                device, dtype = arg.device, arg.dtype
+            elif isinstance(arg, (str, Device)):
+                device = arg
+            else:
+                dtype = arg
+        result = self
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            result = Cast.apply(result, dtype=np.dtype(dtype))
+        if device is not None and Device(device) != self.device:
+            result = ToDevice.apply(result, device=Device(device))
+        return result
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=0):
+        return self.to(Device("cuda", index))
+
+    def float(self):
+        return self.to(dtype=dtypes.float32)
+
+    def double(self):
+        return self.to(dtype=dtypes.float64)
+
+    def long(self):
+        return self.to(dtype=dtypes.int64)
+
+    def int(self):
+        return self.to(dtype=dtypes.int32)
+
+    def bool(self):
+        return self.to(dtype=dtypes.bool)
+
+    def type(self, dtype):
+        return self.to(dtype=dtype)
+
+    # ------------------------------------------------------------------ autograd
+    def backward(self, gradient=None, retain_graph=False):
+        """Computes d(self)/d(leaf) for every leaf that requires grad, into ``leaf.grad``."""
+        if not self.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs, but this tensor has shape "
+                    f"{self.shape}: call backward(gradient) with a gradient of that shape, or reduce "
+                    "the tensor first (e.g. loss.sum() or loss.mean())"
+                )
+            grad = get_array_module(self.data).ones_like(self.data)
+        else:
+            grad = _to_array(gradient, self.dtype)
+            if grad.shape != self.data.shape:
+                raise RuntimeError(f"gradient has shape {tuple(grad.shape)} but the tensor has shape {self.shape}")
+        if self._ctx is None:  # backward on a leaf: its gradient is the given one
+            autograd._accumulate_into_grad(self, grad, Tensor)
+            return
+        autograd.backward(self, grad, retain_graph=retain_graph)
+
+    def zero_(self):
+        self.data[...] = 0
+        return self
+
+    # ------------------------------------------------------------------ arithmetic
+    def _operand(self, other):
+        """``other`` as a Tensor; Python numbers take this tensor's dtype (no float64 upcast)."""
+        if isinstance(other, Tensor):
+            return other
+        xp = get_array_module(self.data)
+        if isinstance(other, numbers.Number) and not isinstance(other, bool):
+            dtype = self.dtype
+            if isinstance(other, float) and not dtypes.is_floating(dtype):
+                dtype = dtypes.get_default_dtype()
+            return Tensor._from_array(xp.asarray(other, dtype=dtype))
+        return Tensor._from_array(xp.asarray(_to_array(other)))
+
+    def __add__(self, other):
+        return arithmetic.Add.apply(self, self._operand(other))
+
+    def __radd__(self, other):
+        return arithmetic.Add.apply(self._operand(other), self)
+
+    def __sub__(self, other):
+        return arithmetic.Sub.apply(self, self._operand(other))
+
+    def __rsub__(self, other):
+        return arithmetic.Sub.apply(self._operand(other), self)
+
+    def __mul__(self, other):
+        return arithmetic.Mul.apply(self, self._operand(other))
+
+    def __rmul__(self, other):
+        return arithmetic.Mul.apply(self._operand(other), self)
+
+    def __truediv__(self, other):
+        return arithmetic.Div.apply(self._float_if_int(), self._operand(other))
+
+    def __rtruediv__(self, other):
+        return arithmetic.Div.apply(self._operand(other), self._float_if_int())
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            return arithmetic.Pow.apply(self, exponent)
+        return arithmetic.Pow.apply(self, self._operand(exponent).data)  # a constant exponent
+
+    def __rpow__(self, base):
+        return arithmetic.Pow.apply(self._operand(base), self)
+
+    def __matmul__(self, other):
+        return arithmetic.MatMul.apply(self, self._operand(other))
+
+    def __rmatmul__(self, other):
+        return arithmetic.MatMul.apply(self._operand(other), self)
+
+    def __neg__(self):
+        return arithmetic.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def _float_if_int(self):
+        return self if dtypes.is_floating(self.dtype) else self.to(dtype=dtypes.get_default_dtype())
+
+    # In-place arithmetic changes the data of a tensor that no graph depends on
+    # (parameter updates under no_grad, accumulators): autograd does not track it.
+    def _inplace(self, other, op):
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError("an in-place operation on a tensor that requires grad is not allowed outside no_grad()")
+        value = other.data if isinstance(other, Tensor) else other
+        op(self.data, value, out=self.data, casting="unsafe")
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace(other, get_array_module(self.data).add)
+
+    def __isub__(self, other):
+        return self._inplace(other, get_array_module(self.data).subtract)
+
+    def __imul__(self, other):
+        return self._inplace(other, get_array_module(self.data).multiply)
+
+    def __itruediv__(self, other):
+        return self._inplace(other, get_array_module(self.data).true_divide)
+
+    def add_(self, other, alpha=1):
+        return self.__iadd__(other if alpha == 1 else alpha * (other.data if isinstance(other, Tensor) else other))
+
+    def mul_(self, other):
+        return self.__imul__(other)
+
+    def copy_(self, source):
+        self.data[...] = move_array(_to_array(source), self.device)
+        return self
+
+    def fill_(self, value):
+        self.data[...] = value
+        return self
+
+    # ------------------------------------------------------------------ comparisons (no gradient)
+    def _compare(self, other, op):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._from_array(op(self.data, other))
+
+    def __eq__(self, other):
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other):
+        return self._compare(other, lambda a, b: a != b)
+
+    def __lt__(self, other):
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other):
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other):
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other):
+        return self._compare(other, lambda a, b: a >= b)
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------------ math
+    def exp(self):
+        return elementwise.Exp.apply(self)
+
+    def log(self):
+        return elementwise.Log.apply(self)
+
+    def sqrt(self):
+        return elementwise.Sqrt.apply(self)
+
+    def tanh(self):
+        return elementwise.Tanh.apply(self)
+
+    def sigmoid(self):
+        return elementwise.Sigmoid.apply(self)
+
+    def abs(self):
+        return elementwise.Abs.apply(self)
+
+    __abs__ = abs
+
+    def clamp(self, min=None, max=None):
+        return elementwise.Clamp.apply(self, min=min, max=max)
+
+    clip = clamp
+
+    def relu(self):
+        from .nn import functional as F
+        return F.relu(self)
+
+    def softmax(self, dim):
+        from .nn import functional as F
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim):
+        from .nn import functional as F
+        return F.log_softmax(self, dim)
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim=False):
+        return reduction.Sum.apply(self, dim=dim, keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        return reduction.Mean.apply(self._float_if_int(), dim=dim, keepdim=keepdim)
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        if correction is None:
+            correction = 0 if unbiased is False else 1
+        return reduction.Var.apply(self, dim=dim, keepdim=keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def max(self, dim=None, keepdim=False):
+        """``max()`` -> the largest value; ``max(dim)`` -> (values, indices), as PyTorch."""
+        if dim is None:
+            return reduction.Max.apply(self)
+        values = reduction.MaxAlongDim.apply(self, dim=dim, keepdim=keepdim)
+        return MaxResult(values, self.argmax(dim, keepdim))
+
+    def min(self, dim=None, keepdim=False):
+        if dim is None:
+            return -reduction.Max.apply(-self)
+        values = -reduction.MaxAlongDim.apply(-self, dim=dim, keepdim=keepdim)
+        return MaxResult(values, self.argmin(dim, keepdim))
+
+    def amax(self, dim=None, keepdim=False):
+        return reduction.Max.apply(self, dim=dim, keepdim=keepdim)
+
+    def argmax(self, dim=None, keepdim=False):
+        if dim is None:
+            return Tensor._from_array(self.data.argmax())
+        return Tensor._from_array(get_array_module(self.data).argmax(self.data, axis=dim, keepdims=keepdim))
+
+    def argmin(self, dim=None, keepdim=False):
+        if dim is None:
+            return Tensor._from_array(self.data.argmin())
+        return Tensor._from_array(get_array_module(self.data).argmin(self.data, axis=dim, keepdims=keepdim))
+
+    def topk(self, k, dim=-1, largest=True):
+        """(values, indices) of the k largest entries along ``dim`` (no gradient), sorted."""
+        xp = get_array_module(self.data)
+        keys = -self.data if largest else self.data
+        indices = xp.argsort(keys, axis=dim, kind="stable")
+        indices = xp.take(indices, xp.arange(k), axis=dim)
+        return MaxResult(Tensor._from_array(xp.take_along_axis(self.data, indices, axis=dim)), Tensor._from_array(indices))
+
+    # ------------------------------------------------------------------ shapes
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return shape_ops.Reshape.apply(self, shape=tuple(shape))
+
+    view = reshape
+
+    def view_as(self, other):
+        return self.reshape(other.shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = start_dim % self.ndim, end_dim % self.ndim
+        shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
+        return self.reshape(shape)
+
+    def permute(self, *dims):
+        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        return shape_ops.Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+
+    def transpose(self, dim0, dim1):
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return shape_ops.Permute.apply(self, dims=tuple(dims))
+
+    @property
+    def T(self):
+        return shape_ops.Permute.apply(self, dims=tuple(reversed(range(self.ndim))))
+
+    def t(self):
+        return self.T
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape([s for s in self.shape if s != 1])
+        dim = dim % self.ndim
+        if self.shape[dim] != 1:
+            return self
+        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+
+    def unsqueeze(self, dim):
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def expand(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        shape = tuple(old if new == -1 else new for old, new in zip((None,) * (len(shape) - self.ndim) + self.shape, shape))
+        return shape_ops.Expand.apply(self, shape=shape)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    def __getitem__(self, index):
+        return shape_ops.GetItem.apply(self, index=_array_index(index))
+
+    def __setitem__(self, index, value):
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError("in-place assignment to a tensor that requires grad is not allowed outside no_grad()")
+        self.data[_array_index(index)] = value.data if isinstance(value, Tensor) else value
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def _array_index(index):
+    """An index with any Tensors inside replaced by their arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+class MaxResult(tuple):
+    """(values, indices), readable by position or name like torch's ``return_types.max``."""
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+    values = property(lambda self: self[0])
+    indices = property(lambda self: self[1])
+
+
+class Cast(autograd.Function):
+    """y = x converted to ``dtype``.   dL/dx = g converted back to x's dtype."""
+
+    def forward(self, x, dtype=None):
+        self.dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return g.astype(self.dtype)
+
+
+class ToDevice(autograd.Function):
+    """y = x copied to ``device``.   dL/dx = g copied back to x's device."""
+
+    def forward(self, x, device=None):
+        self.source = device_of(x)
+        return move_array(x, device)
+
+    def backward(self, g):
+        return move_array(g, self.source)
+

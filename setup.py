@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="minidl",
+    version="0.1.0",
+    description="A deep-learning framework written from scratch on NumPy and CuPy, with PyTorch's API",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["minidl", "minidl.*"]),
+    # The CUDA C sources ship inside the package (minidl/kernels -> kernels/ in the repo).
+    package_data={"minidl": ["kernels/*.cu", "kernels/*.cuh"]},
+    python_requires=">=3.10",
+    install_requires=["numpy>=1.24", "tqdm>=4.60", "matplotlib>=3.5"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80"],
+        "fast": ["numba>=0.58"],
+        "cuda12": ["cupy-cuda12x>=13"],
+        "cuda13": ["cupy-cuda13x>=14"],
+    },
+)

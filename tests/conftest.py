@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+from hypothesis import settings
+
+import minidl
+
+settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True)
+settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Every test starts from the same seed and default dtype."""
+    minidl.manual_seed(0)
+    minidl.set_default_dtype(minidl.float32)
+    yield
+    minidl.set_default_dtype(minidl.float32)
+
+
+def _gpu_available():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if _gpu_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU with CuPy on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
