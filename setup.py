@@ -6,9 +6,11 @@ setup(
     description="A deep-learning framework written from scratch on NumPy and CuPy, with PyTorch's API",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["minidl", "minidl.*"]),
-    # The CUDA C sources ship inside the package (minidl/kernels -> kernels/ in the repo).
-    package_data={"minidl": ["kernels/*.cu", "kernels/*.cuh"]},
+    # The CUDA C sources in the repository's kernels/ ship inside the wheel as the package
+    # minidl.kernels, where minidl/cuda finds them with importlib.resources.
+    packages=find_packages(include=["minidl", "minidl.*"]) + ["minidl.kernels"],
+    package_dir={"minidl.kernels": "kernels"},
+    package_data={"minidl.kernels": ["*.cu", "*.cuh"]},
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "tqdm>=4.60", "matplotlib>=3.5"],
     extras_require={

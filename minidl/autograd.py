@@ -74,7 +74,12 @@ class Function:
         fn.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
         record = is_grad_enabled() and any(fn.needs_input_grad)
         fn.recording = record  # a forward may skip saving buffers when nothing will be recorded
-        output = Tensor._from_array(fn.forward(*arrays, **params), requires_grad=record)
+        if _profiler is None:
+            output_array = fn.forward(*arrays, **params)
+        else:
+            with _profiler.timing(fn.name, "forward", arrays):
+                output_array = fn.forward(*arrays, **params)
+        output = Tensor._from_array(output_array, requires_grad=record)
         if record:
             fn.inputs = inputs
             output._ctx = fn
@@ -136,7 +141,11 @@ def backward(root, grad_output, retain_graph=False):
     pending = {root._ctx: grad_output}  # function -> gradient of its output, summed so far
     for fn in topological_order(root._ctx):
         grad = pending.pop(fn)
-        input_grads = _as_tuple(fn.backward(grad))
+        if _profiler is None:
+            input_grads = _as_tuple(fn.backward(grad))
+        else:
+            with _profiler.timing(fn.name, "backward", (grad,)):
+                input_grads = _as_tuple(fn.backward(grad))
         for tensor, input_grad, needed in zip(fn.inputs, input_grads, fn.needs_input_grad):
             if not needed or input_grad is None:
                 continue
@@ -161,3 +170,63 @@ def _accumulate_into_grad(tensor, grad, Tensor):
         tensor.grad = Tensor._from_array(grad.copy())
     else:
         tensor.grad = Tensor._from_array(tensor.grad.data + grad)
+
+
+_profiler = None  # the active Profiler, if any
+
+
+class Profiler:
+    """Times every Function's forward and backward, by op type (``with Profiler() as p``).
+
+    On a GPU the device is synchronised around each op so that the time is the op's own;
+    that slows the step, so profile separately from the throughput measurement.
+    """
+
+    def __init__(self):
+        self.totals = {}  # (op name, "forward" | "backward") -> [seconds, calls]
+
+    def __enter__(self):
+        global _profiler
+        self._previous, _profiler = _profiler, self
+        return self
+
+    def __exit__(self, *exc):
+        global _profiler
+        _profiler = self._previous
+        return False
+
+    @contextlib.contextmanager
+    def timing(self, name, phase, arrays):
+        import time
+
+        from .backend import get_array_module
+        synchronize = _synchronizer(arrays, get_array_module)
+        synchronize()
+        start = time.perf_counter()
+        yield
+        synchronize()
+        entry = self.totals.setdefault((name, phase), [0.0, 0])
+        entry[0] += time.perf_counter() - start
+        entry[1] += 1
+
+    def table(self, steps=1):
+        """Rows of (op, phase, milliseconds per step, calls per step), slowest first."""
+        rows = [(name, phase, 1000 * seconds / steps, calls / steps)
+                for (name, phase), (seconds, calls) in self.totals.items()]
+        return sorted(rows, key=lambda row: -row[2])
+
+    def report(self, steps=1):
+        rows = self.table(steps)
+        total = sum(row[2] for row in rows) or 1.0
+        lines = [f"{'op':<24}{'phase':<10}{'ms/step':>10}{'calls':>8}{'share':>8}"]
+        lines += [f"{name:<24}{phase:<10}{ms:>10.2f}{calls:>8.0f}{ms / total:>8.1%}" for name, phase, ms, calls in rows]
+        lines.append(f"{'total (ops only)':<34}{total:>10.2f}")
+        return "\n".join(lines)
+
+
+def _synchronizer(arrays, get_array_module):
+    for array in arrays:
+        xp = get_array_module(array) if array is not None and hasattr(array, "shape") else None
+        if xp is not None and xp.__name__ == "cupy":
+            return xp.cuda.get_current_stream().synchronize
+    return lambda: None

@@ -1,0 +1,1 @@
+"""CUDA C sources of minidl's GPU kernels; installed as the package ``minidl.kernels``."""

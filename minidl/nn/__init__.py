@@ -1,0 +1,2 @@
+"""``minidl.nn``: modules (layers with parameters and state) and the functional API."""
+from . import functional
