@@ -31,3 +31,15 @@ def get_rng_state():
 
 def set_rng_state(state):
     _generator.bit_generator.state = copy.deepcopy(state)
+
+
+def uniform(shape, xp=np, dtype=np.float32):
+    """Uniform [0, 1) samples of ``shape`` as an ``xp`` array, drawn from minidl's generator.
+
+    On a GPU a CuPy generator seeded from minidl's generator draws on the device, so
+    ``manual_seed`` controls GPU dropout masks too without copying masks from the host.
+    """
+    if xp is np:
+        return _generator.random(shape, dtype=np.dtype(dtype))
+    device_generator = xp.random.default_rng(int(_generator.integers(2**63)))
+    return device_generator.random(shape, dtype=dtype)

@@ -1,0 +1,30 @@
+"""``minidl.nn.utils``: gradient clipping."""
+import math
+
+from ..backend import get_array_module
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scales all gradients together so their joint ``norm_type``-norm is at most ``max_norm``.
+
+    Returns the total norm before clipping (a float), as PyTorch does (as a tensor there).
+    """
+    from ..tensor import Tensor
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    grads = [p.grad.data for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    xp = get_array_module(grads[0])
+    norm_type = float(norm_type)
+    if math.isinf(norm_type):
+        total = max(float(xp.abs(g).max()) for g in grads)
+    else:
+        total = sum(float((xp.abs(g.astype(xp.float64)) ** norm_type).sum()) for g in grads) ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is non-finite ({total})")
+    scale = max_norm / (total + 1e-6)
+    if scale < 1:
+        for g in grads:
+            g *= g.dtype.type(scale)
+    return Tensor._from_array(xp.asarray(total, dtype=grads[0].dtype))
