@@ -26,19 +26,18 @@ def is_grad_enabled():
     return getattr(_state, "grad_enabled", True)
 
 
-def set_grad_enabled(mode):
-    _state.grad_enabled = bool(mode)
-
-
 class _GradMode(contextlib.ContextDecorator):
     mode = True
 
+    def _recreate_cm(self):
+        return type(self)()  # a fresh one per decorated call, so recursion restores correctly
+
     def __enter__(self):
         self.previous = is_grad_enabled()
-        set_grad_enabled(self.mode)
+        _state.grad_enabled = self.mode
 
     def __exit__(self, *exc):
-        set_grad_enabled(self.previous)
+        _state.grad_enabled = self.previous
         return False
 
 
@@ -50,6 +49,21 @@ class no_grad(_GradMode):
 class enable_grad(_GradMode):
     """Context manager (or decorator) that turns recording back on inside ``no_grad``."""
     mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Turns recording on or off: a plain call, or ``with set_grad_enabled(training):``
+    which restores the previous mode on exit."""
+
+    def __init__(self, mode):
+        self.previous, self.mode = is_grad_enabled(), bool(mode)
+        _state.grad_enabled = self.mode
+
+    def _recreate_cm(self):
+        return self
+
+    def __enter__(self):
+        _state.grad_enabled = self.mode  # already set by __init__; set again for a reused object
 
 
 class Function:
@@ -140,7 +154,11 @@ def backward(root, grad_output, retain_graph=False):
 
     pending = {root._ctx: grad_output}  # function -> gradient of its output, summed so far
     for fn in topological_order(root._ctx):
-        grad = pending.pop(fn)
+        grad = pending.pop(fn, None)
+        if grad is None:  # every consumer's backward returned None for this output
+            if not retain_graph:
+                fn.release()
+            continue
         if _profiler is None:
             input_grads = _as_tuple(fn.backward(grad))
         else:
@@ -154,6 +172,8 @@ def backward(root, grad_output, retain_graph=False):
                     f"{fn.name}.backward returned a gradient of shape {input_grad.shape} for an "
                     f"input of shape {tensor.shape}"
                 )
+            if input_grad.dtype != tensor.dtype:  # e.g. a float64 constant met a float32 input
+                input_grad = input_grad.astype(tensor.dtype)
             if tensor._ctx is None or tensor._retains_grad:
                 _accumulate_into_grad(tensor, input_grad, Tensor)
             if tensor._ctx is not None:

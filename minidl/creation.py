@@ -54,7 +54,11 @@ def empty(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
-    return _make(np.full(tuple(shape), fill_value, _float(dtype)), dtype, device, requires_grad)
+    """``shape`` filled with ``fill_value``; the dtype follows the value (bool, int64 or the default float)."""
+    if dtype is None and isinstance(fill_value, (bool, int, np.bool_, np.integer)):
+        dtype = np.bool_ if isinstance(fill_value, (bool, np.bool_)) else np.int64
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return _make(np.full(shape, fill_value, _float(dtype)), dtype, device, requires_grad)
 
 
 def randn(*shape, dtype=None, device=None, requires_grad=False):
@@ -69,7 +73,10 @@ def rand(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def randint(low, high=None, size=(), dtype=None, device=None):
-    if high is None:
+    """Integers in [low, high): ``randint(high, size)`` or ``randint(low, high, size)``, as PyTorch."""
+    if isinstance(high, (tuple, list)):  # randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
     array = random.generator().integers(low, high, size=tuple(size)).astype(dtype or np.int64)
     return _make(array, dtype, device, False)

@@ -21,17 +21,16 @@ def numerical_grads(fn, inputs, weight, eps=1e-6):
             grads.append(None)
             continue
         grad = np.zeros(x.shape, dtype=np.float64)
-        flat = x.data.reshape(-1)  # a view: changing it changes x
-        for i in range(flat.size):
-            original = flat[i]
-            flat[i] = original + eps
+        for i in np.ndindex(x.shape):  # x.data itself, so non-contiguous inputs work too
+            original = x.data[i]
+            x.data[i] = original + eps
             with no_grad():
                 plus = float((fn(*inputs).data * weight).sum())
-            flat[i] = original - eps
+            x.data[i] = original - eps
             with no_grad():
                 minus = float((fn(*inputs).data * weight).sum())
-            flat[i] = original
-            grad.reshape(-1)[i] = (plus - minus) / (2 * eps)
+            x.data[i] = original
+            grad[i] = (plus - minus) / (2 * eps)
         grads.append(grad)
     return grads
 

@@ -224,8 +224,9 @@ class Tensor:
             grad = _to_array(gradient, self.dtype)
             if grad.shape != self.data.shape:
                 raise RuntimeError(f"gradient has shape {tuple(grad.shape)} but the tensor has shape {self.shape}")
-        if self._ctx is None:  # backward on a leaf: its gradient is the given one
+        if self._ctx is None or self._retains_grad:  # the root's own gradient is the given one
             autograd._accumulate_into_grad(self, grad, Tensor)
+        if self._ctx is None:
             return
         autograd.backward(self, grad, retain_graph=retain_graph)
 
@@ -241,48 +242,69 @@ class Tensor:
         xp = get_array_module(self.data)
         if isinstance(other, numbers.Number) and not isinstance(other, bool):
             dtype = self.dtype
-            if isinstance(other, float) and not dtypes.is_floating(dtype):
+            if not isinstance(other, numbers.Integral) and not dtypes.is_floating(dtype):
                 dtype = dtypes.get_default_dtype()
+            elif dtype.kind == "b":
+                dtype = dtypes.int64
             return Tensor._from_array(xp.asarray(other, dtype=dtype))
         return Tensor._from_array(xp.asarray(_to_array(other)))
 
+    def _operands(self, other):
+        """(self, other) as Tensors promoted as PyTorch does: a float operand beats an integer or bool
+        one and keeps its own dtype (int64 + float32 -> float32, where NumPy would give float64)."""
+        a, b = self, self._operand(other)
+        a_float, b_float = dtypes.is_floating(a.dtype), dtypes.is_floating(b.dtype)
+        if a_float and not b_float:
+            b = b.to(dtype=a.dtype)
+        elif b_float and not a_float:
+            a = a.to(dtype=b.dtype)
+        return a, b
+
     def __add__(self, other):
-        return arithmetic.Add.apply(self, self._operand(other))
+        return arithmetic.Add.apply(*self._operands(other))
 
     def __radd__(self, other):
-        return arithmetic.Add.apply(self._operand(other), self)
+        b, a = self._operands(other)
+        return arithmetic.Add.apply(a, b)
 
     def __sub__(self, other):
-        return arithmetic.Sub.apply(self, self._operand(other))
+        return arithmetic.Sub.apply(*self._operands(other))
 
     def __rsub__(self, other):
-        return arithmetic.Sub.apply(self._operand(other), self)
+        b, a = self._operands(other)
+        return arithmetic.Sub.apply(a, b)
 
     def __mul__(self, other):
-        return arithmetic.Mul.apply(self, self._operand(other))
+        return arithmetic.Mul.apply(*self._operands(other))
 
     def __rmul__(self, other):
-        return arithmetic.Mul.apply(self._operand(other), self)
+        b, a = self._operands(other)
+        return arithmetic.Mul.apply(a, b)
 
     def __truediv__(self, other):
-        return arithmetic.Div.apply(self._float_if_int(), self._operand(other))
+        a, b = self._float_if_int()._operands(other)
+        return arithmetic.Div.apply(a, b._float_if_int())
 
     def __rtruediv__(self, other):
-        return arithmetic.Div.apply(self._operand(other), self._float_if_int())
+        b, a = self._float_if_int()._operands(other)
+        return arithmetic.Div.apply(a._float_if_int(), b)
 
     def __pow__(self, exponent):
+        base, exponent_tensor = self._operands(exponent)
         if isinstance(exponent, Tensor):
-            return arithmetic.Pow.apply(self, exponent)
-        return arithmetic.Pow.apply(self, self._operand(exponent).data)  # a constant exponent
+            return arithmetic.Pow.apply(base, exponent_tensor)
+        return arithmetic.Pow.apply(base, exponent_tensor.data)  # a constant exponent
 
     def __rpow__(self, base):
-        return arithmetic.Pow.apply(self._operand(base), self)
+        exponent, base = self._operands(base)
+        return arithmetic.Pow.apply(base, exponent)
 
     def __matmul__(self, other):
-        return arithmetic.MatMul.apply(self, self._operand(other))
+        return arithmetic.MatMul.apply(*self._operands(other))
 
     def __rmatmul__(self, other):
-        return arithmetic.MatMul.apply(self._operand(other), self)
+        b, a = self._operands(other)
+        return arithmetic.MatMul.apply(a, b)
 
     def __neg__(self):
         return arithmetic.Neg.apply(self)
@@ -295,30 +317,55 @@ class Tensor:
 
     # In-place arithmetic changes the data of a tensor that no graph depends on
     # (parameter updates under no_grad, accumulators): autograd does not track it.
-    def _inplace(self, other, op):
+    def _check_inplace(self):
         if self.requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError("an in-place operation on a tensor that requires grad is not allowed outside no_grad()")
+            raise RuntimeError(
+                "a tensor that requires grad is being used in an in-place operation; do it under "
+                "minidl.no_grad(), or write the out-of-place form (x = x + y)"
+            )
+
+    def _inplace(self, other, op):
+        self._check_inplace()
         value = other.data if isinstance(other, Tensor) else other
         op(self.data, value, out=self.data, casting="unsafe")
         return self
 
+    # ``out += identity`` on a graph tensor (a ResNet block) is recorded as ``out = out + identity``:
+    # the name is rebound to a new tensor, so the values saved for backward stay intact.
+    def _augmented(self, other, out_of_place, op):
+        if self.requires_grad and autograd.is_grad_enabled() and not self.is_leaf:
+            return out_of_place(self, other)
+        return self._inplace(other, op)
+
     def __iadd__(self, other):
-        return self._inplace(other, get_array_module(self.data).add)
+        return self._augmented(other, Tensor.__add__, get_array_module(self.data).add)
 
     def __isub__(self, other):
-        return self._inplace(other, get_array_module(self.data).subtract)
+        return self._augmented(other, Tensor.__sub__, get_array_module(self.data).subtract)
 
     def __imul__(self, other):
-        return self._inplace(other, get_array_module(self.data).multiply)
+        return self._augmented(other, Tensor.__mul__, get_array_module(self.data).multiply)
 
     def __itruediv__(self, other):
-        return self._inplace(other, get_array_module(self.data).true_divide)
+        return self._augmented(other, Tensor.__truediv__, get_array_module(self.data).true_divide)
 
     def add_(self, other, alpha=1):
-        return self.__iadd__(other if alpha == 1 else alpha * (other.data if isinstance(other, Tensor) else other))
+        value = other if alpha == 1 else alpha * (other.data if isinstance(other, Tensor) else other)
+        return self._inplace(value, get_array_module(self.data).add)
+
+    def sub_(self, other, alpha=1):
+        return self.add_(other, alpha=-alpha)
 
     def mul_(self, other):
-        return self.__imul__(other)
+        return self._inplace(other, get_array_module(self.data).multiply)
+
+    def div_(self, other):
+        return self._inplace(other, get_array_module(self.data).true_divide)
+
+    def clamp_(self, min=None, max=None):
+        self._check_inplace()
+        get_array_module(self.data).clip(self.data, min, max, out=self.data)
+        return self
 
     def copy_(self, source):
         self.data[...] = move_array(_to_array(source), self.device)
@@ -375,6 +422,8 @@ class Tensor:
     __abs__ = abs
 
     def clamp(self, min=None, max=None):
+        """Limits values to [min, max]; tensor bounds are constants (no gradient flows into them)."""
+        min, max = (bound.data if isinstance(bound, Tensor) else bound for bound in (min, max))
         return elementwise.Clamp.apply(self, min=min, max=max)
 
     clip = clamp
@@ -401,7 +450,7 @@ class Tensor:
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         if correction is None:
             correction = 0 if unbiased is False else 1
-        return reduction.Var.apply(self, dim=dim, keepdim=keepdim, correction=correction)
+        return reduction.Var.apply(self._float_if_int(), dim=dim, keepdim=keepdim, correction=correction)
 
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
@@ -474,12 +523,11 @@ class Tensor:
         return self.T
 
     def squeeze(self, dim=None):
+        """Drops size-1 dims: all of them, or those among ``dim`` (an int or a tuple)."""
         if dim is None:
             return self.reshape([s for s in self.shape if s != 1])
-        dim = dim % self.ndim
-        if self.shape[dim] != 1:
-            return self
-        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+        dims = reduction.normalize_dims(dim, self.ndim)
+        return self.reshape([s for i, s in enumerate(self.shape) if not (i in dims and s == 1)])
 
     def unsqueeze(self, dim):
         dim = dim % (self.ndim + 1)
@@ -497,8 +545,7 @@ class Tensor:
         return shape_ops.GetItem.apply(self, index=_array_index(index))
 
     def __setitem__(self, index, value):
-        if self.requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError("in-place assignment to a tensor that requires grad is not allowed outside no_grad()")
+        self._check_inplace()
         self.data[_array_index(index)] = value.data if isinstance(value, Tensor) else value
 
     def __iter__(self):

@@ -31,7 +31,9 @@ class Add(Function):
         return a + b
 
     def backward(self, g):
-        return unbroadcast(g, self.shapes[0]), unbroadcast(g, self.shapes[1])
+        grad_a = unbroadcast(g, self.shapes[0]) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(g, self.shapes[1]) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
 
 
 class Sub(Function):
@@ -83,7 +85,11 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = a ** b.   dL/da = g * b * a**(b-1),  dL/db = g * y * log(a)."""
+    """y = a ** b.   dL/da = g * b * a**(b-1),  dL/db = g * y * log(a).
+
+    As in PyTorch, dL/da is 0 where b == 0 (not 0 * inf at a = 0), and dL/db is 0
+    where a == 0 and b >= 0 (the limit of y * log(a)).
+    """
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -93,10 +99,15 @@ class Pow(Function):
     def backward(self, g):
         xp = get_array_module(g)
         grad_a = grad_b = None
+        a, b = xp.asarray(self.a), xp.asarray(self.b)
         if self.needs_input_grad[0]:
-            grad_a = unbroadcast(g * self.b * self.a ** (self.b - 1), _shape(self.a))
+            with xp.errstate(divide="ignore", invalid="ignore"):
+                local = xp.where(b == 0, 0, b * a ** (b - 1)).astype(g.dtype, copy=False)
+            grad_a = unbroadcast(g * local, _shape(self.a))
         if self.needs_input_grad[1]:
-            grad_b = unbroadcast(g * self.y * xp.log(self.a), _shape(self.b))
+            with xp.errstate(divide="ignore", invalid="ignore"):
+                local = xp.where((a == 0) & (b >= 0), 0, self.y * xp.log(a)).astype(g.dtype, copy=False)
+            grad_b = unbroadcast(g * local, _shape(self.b))
         return grad_a, grad_b
 
 
@@ -115,11 +126,11 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = g2[..., None, :]
+        g2 = g  # the gradient with the axes the 1-d operands dropped put back
         if b.ndim == 1:
             g2 = g2[..., None]
+        if a.ndim == 1:
+            g2 = g2[..., None, :]
         grad_a = grad_b = None
         if self.needs_input_grad[0]:
             grad_a = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape if a.ndim > 1 else (1, a.shape[0]))

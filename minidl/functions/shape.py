@@ -47,10 +47,12 @@ class Expand(Function):
         return unbroadcast(g, self.shape)
 
 
-def _is_basic_index(index):
-    """True for ints, slices, None and Ellipsis: each input element is picked at most once."""
+def _picks_each_element_once(index):
+    """True for ints, slices, None, Ellipsis and boolean masks: no input element is picked twice,
+    so the backward can write the gradient instead of adding it."""
     parts = index if isinstance(index, tuple) else (index,)
-    return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, slice))
+               or getattr(p, "dtype", None) == bool for p in parts)
 
 
 class GetItem(Function):
@@ -67,12 +69,13 @@ class GetItem(Function):
     def backward(self, g):
         xp = get_array_module(g)
         grad = xp.zeros(self.shape, dtype=g.dtype)
-        if _is_basic_index(self.index):
+        if _picks_each_element_once(self.index):
             grad[self.index] = g
         elif xp.__name__ == "numpy":
-            xp.add.at(grad, self.index, g)
+            xp.add.at(grad, self.index, g)  # unbuffered: a repeated index adds each time
         else:
-            grad.scatter_add(self.index, g)  # cupy's unbuffered add
+            import cupyx
+            cupyx.scatter_add(grad, self.index, g)
         return grad
 
 

@@ -7,14 +7,14 @@ from ..backend import get_array_module
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scales all gradients together so their joint ``norm_type``-norm is at most ``max_norm``.
 
-    Returns the total norm before clipping (a float), as PyTorch does (as a tensor there).
+    Returns the total norm before clipping, as a 0-d tensor (as PyTorch does).
     """
     from ..tensor import Tensor
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
-        return 0.0
+        return Tensor(0.0)
     xp = get_array_module(grads[0])
     norm_type = float(norm_type)
     if math.isinf(norm_type):

@@ -1,0 +1,155 @@
+"""Datasets: indexable collections of (image, target) pairs, batched with one fancy index.
+
+minidl's datasets keep their images as one uint8 array of shape (N, C, H, W) and their
+targets as one int64 array, so ``get_batch(indices)`` gathers a whole batch with a single
+NumPy index instead of a Python loop over samples.  ``Subset`` maps its indices onto its
+parent's, and ``random_split``/``train_val_split``/``random_subset`` build seeded splits.
+"""
+import numbers
+
+import numpy as np
+
+from .. import random as minidl_random
+
+
+class Dataset:
+    """Base class: define ``__len__`` and ``__getitem__`` (or, faster, ``get_batch``)."""
+
+    def __len__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+
+    def get_batch(self, indices):
+        """``(images, targets)`` arrays for the sample ``indices`` (stacked along a new axis 0)."""
+        samples = [self[int(i)] for i in indices]
+        images = np.stack([np.asarray(image) for image, _ in samples])
+        targets = np.asarray([target for _, target in samples])
+        return images, targets
+
+
+class ArrayDataset(Dataset):
+    """Images and targets already in memory: ``ArrayDataset(images, targets)``.
+
+    ``images`` is (N, C, H, W) (uint8 images are scaled to [0, 1] by the DataLoader;
+    float arrays are used as they are), ``targets`` has N entries (integer class labels
+    are stored as int64).  ``classes`` optionally names the labels.
+    """
+
+    def __init__(self, images, targets, classes=None):
+        images, targets = np.asarray(images), np.asarray(targets)
+        if len(images) != len(targets):
+            raise ValueError(f"ArrayDataset: {len(images)} images but {len(targets)} targets")
+        if targets.dtype.kind in "iub":
+            targets = targets.astype(np.int64)
+        self.images, self.targets = images, targets
+        self.classes = list(classes) if classes is not None else None
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], self.targets[index]
+
+    def get_batch(self, indices):
+        return self.images[indices], self.targets[indices]
+
+
+class Subset(Dataset):
+    """The samples of ``dataset`` at ``indices``, in that order."""
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(self.indices) and (self.indices.min() < -len(dataset) or self.indices.max() >= len(dataset)):
+            raise IndexError(f"Subset: indices must lie in [0, {len(dataset)}) for a dataset of that length")
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        return self.dataset[int(self.indices[index])]
+
+    def get_batch(self, indices):
+        return self.dataset.get_batch(self.indices[np.asarray(indices)])
+
+    @property
+    def targets(self):
+        return np.asarray(self.dataset.targets)[self.indices]
+
+    @property
+    def classes(self):
+        return getattr(self.dataset, "classes", None)
+
+
+def _generator(seed=None, generator=None):
+    if generator is not None:
+        return generator
+    return np.random.default_rng(seed) if seed is not None else minidl_random.generator()
+
+
+def _lengths_from(lengths, total):
+    """Absolute lengths; fractions summing to 1 are turned into counts as PyTorch does."""
+    if all(isinstance(n, numbers.Integral) for n in lengths):
+        if sum(lengths) != total:
+            raise ValueError(f"random_split: lengths {list(lengths)} sum to {sum(lengths)}, "
+                             f"not to the dataset's length {total}")
+        return [int(n) for n in lengths]
+    if abs(sum(lengths) - 1) > 1e-9 or any(f < 0 for f in lengths):
+        raise ValueError(f"random_split: fractions {list(lengths)} must be non-negative and sum to 1")
+    counts = [int(np.floor(total * f)) for f in lengths]
+    for i in range(total - sum(counts)):  # hand out the remainder round-robin
+        counts[i % len(counts)] += 1
+    return counts
+
+
+def random_split(dataset, lengths, seed=None, generator=None):
+    """Splits ``dataset`` into non-overlapping random ``Subset`` s of the given lengths (or fractions).
+
+    The permutation comes from ``generator``, else a fresh generator seeded with ``seed``,
+    else minidl's global generator.
+    """
+    counts = _lengths_from(list(lengths), len(dataset))
+    order = _generator(seed, generator).permutation(len(dataset))
+    bounds = np.cumsum([0] + counts)
+    return [Subset(dataset, order[start:stop]) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def train_val_split(dataset, val_fraction=None, val_size=None, seed=0):
+    """``(train, val)`` subsets with ``val_size`` samples, or ``val_fraction`` of them, in validation.
+
+    Seeded (``seed=0`` by default) so that a resumed run validates on the same images.
+    """
+    if (val_fraction is None) == (val_size is None):
+        raise ValueError("train_val_split: give exactly one of val_fraction and val_size")
+    if val_size is None:
+        if not 0 <= val_fraction <= 1:
+            raise ValueError(f"train_val_split: val_fraction must lie in [0, 1], got {val_fraction}")
+        val_size = int(round(len(dataset) * val_fraction))
+    if not 0 <= val_size <= len(dataset):
+        raise ValueError(f"train_val_split: val_size {val_size} is outside [0, {len(dataset)}]")
+    train, val = random_split(dataset, [len(dataset) - val_size, val_size], seed=seed)
+    return train, val
+
+
+def random_subset(dataset, size, seed=0, balanced=True):
+    """A seeded ``Subset`` of ``size`` samples, e.g. E14's 5,000-image "tiny CIFAR-10".
+
+    ``balanced`` takes (nearly) the same number of samples from every class.
+    """
+    if not 0 <= size <= len(dataset):
+        raise ValueError(f"random_subset: size {size} is outside [0, {len(dataset)}]")
+    rng = np.random.default_rng(seed)
+    if not balanced:
+        return Subset(dataset, np.sort(rng.choice(len(dataset), size, replace=False)))
+    targets = np.asarray(dataset.targets)
+    classes = np.unique(targets)
+    per_class = [rng.permutation(np.flatnonzero(targets == label)) for label in classes]
+    # Round-robin over the classes so every class gets size // len(classes) (or one more).
+    picked = []
+    for rank in range(max(len(members) for members in per_class)):
+        picked.extend(members[rank] for members in per_class if rank < len(members))
+        if len(picked) >= size:
+            break
+    return Subset(dataset, np.sort(np.asarray(picked[:size], dtype=np.int64)))

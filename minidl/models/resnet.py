@@ -1,0 +1,161 @@
+"""torchvision's ResNet family (He et al. 2015), in the CIFAR form by default.
+
+Layout (torchvision's, with its parameter names so state dicts load both ways)::
+
+    conv1 - bn1 - relu - maxpool - layer1 - layer2 - layer3 - layer4 - avgpool - flatten - fc
+
+``layerK`` is a ``Sequential`` of blocks; its first block changes the resolution (stride 2 for layers 2-4)
+and/or the width, and then carries a ``downsample`` shortcut ``Sequential(conv1x1(stride), BatchNorm2d)``.
+
+Two stems:
+
+- ``stem="cifar"`` (default): ``conv1`` is a 3x3 stride-1 convolution and ``maxpool`` is an ``Identity``, so
+  a 32x32 image reaches layer4 at 4x4. This is the network of the public CIFAR recipes (ResNet-18 at
+  93-95% on CIFAR-10; E2-E6, E12, E14 in EXPERIMENTS.md). ResNet-18 for 10 classes has 11,173,962 parameters.
+- ``stem="imagenet"``: torchvision's 7x7 stride-2 convolution and 3x3 stride-2 max-pool, for ImageNet-pretrained
+  weights (E8 and E13 load torchvision's state dict into it, with inputs resized to 224x224).
+
+``maxpool`` exists in both forms, so ``model.children()`` lists the same ten modules as torchvision (E13
+freezes the first 6 or first 10 children).
+"""
+from .. import nn
+
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50"]
+
+STEMS = ("cifar", "imagenet")
+
+
+def conv3x3(in_planes, out_planes, stride=1):
+    """3x3 convolution with padding 1 and no bias (the BatchNorm after it has the bias)."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes, out_planes, stride=1):
+    """1x1 convolution without bias: the projection shortcut and the bottleneck's squeeze/expand."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+    ``downsample`` is the shortcut module when the shape changes (None means identity).
+    """
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 squeeze, 3x3 (carrying the stride, as torchvision's "ResNet v1.5"), 1x1 expand by ``expansion``=4."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """torchvision's ``ResNet(block, layers, num_classes)`` with a choice of stem (see the module docstring).
+
+    Initialisation as torchvision: convolutions ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``,
+    BatchNorm weight 1 and bias 0, ``fc`` PyTorch's default Linear init. ``zero_init_residual=True`` starts the
+    last BatchNorm of every block at weight 0, so each residual branch begins as the identity.
+    """
+
+    def __init__(self, block, layers, num_classes=1000, zero_init_residual=False, stem="cifar", in_channels=3):
+        super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"unknown ResNet stem {stem!r}; valid stems: {', '.join(STEMS)}")
+        if len(layers) != 4:
+            raise ValueError(f"ResNet takes 4 stage depths, got {len(layers)}: {layers}")
+        self.inplanes = 64
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self._init_weights(zero_init_residual)
+
+    def _make_layer(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def _init_weights(self, zero_init_residual):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.avgpool(x).flatten(1)
+        return self.fc(x)
+
+
+def resnet18(num_classes=10, **kwargs):
+    """ResNet-18: BasicBlock x [2, 2, 2, 2]. CIFAR stem by default; ``stem="imagenet"`` for E8/E13."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, **kwargs)
+
+
+def resnet34(num_classes=10, **kwargs):
+    """ResNet-34: BasicBlock x [3, 4, 6, 3]."""
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
+
+
+def resnet50(num_classes=10, **kwargs):
+    """ResNet-50: Bottleneck x [3, 4, 6, 3] (E3, E6). CIFAR form, 10 classes: 23,520,842 parameters."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, **kwargs)

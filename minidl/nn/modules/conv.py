@@ -1,0 +1,76 @@
+"""``Conv2d``: a learned 2-D convolution (the maths is in ``minidl/functions/conv.py``)."""
+import math
+
+from .. import functional as F, init
+from .module import Module
+from .utils import _empty_parameter, _pair
+
+_PADDING_MODES = ("zeros",)
+
+
+class Conv2d(Module):
+    """y = conv2d(x, weight, bias); weight has shape (out_channels, in_channels / groups, kH, kW)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                             f"divisible by groups ({groups})")
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode {padding_mode!r} is not supported; valid modes: {', '.join(_PADDING_MODES)}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
+        self.padding = self._resolve_padding(padding)
+        self.padding_mode = padding_mode
+        self.weight = _empty_parameter((out_channels, in_channels // groups) + self.kernel_size, dtype, device)
+        if bias:
+            self.bias = _empty_parameter((out_channels,), dtype, device)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def _resolve_padding(self, padding):
+        """An int, a pair, 'valid' (no padding) or 'same' (output size = input size, stride 1)."""
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            if self.stride != (1, 1):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            if any(total % 2 for total in totals):
+                raise ValueError(f"padding='same' with kernel_size={self.kernel_size} and dilation={self.dilation} "
+                                 "needs uneven padding, which minidl's Conv2d does not support")
+            return tuple(total // 2 for total in totals)
+        if isinstance(padding, str):
+            raise ValueError(f"invalid padding string {padding!r}; valid ones are 'valid' and 'same'")
+        return _pair(padding)
+
+    def reset_parameters(self):
+        """PyTorch's default: weight ~ kaiming_uniform(a=sqrt(5)), bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        if input.ndim != 4:
+            raise self._input_error(f"expected 4-D input of shape (N, {self.in_channels}, H, W), "
+                                    f"got {input.ndim}-D input of shape {input.shape}")
+        if input.shape[1] != self.in_channels:
+            raise self._input_error(f"expected input with {self.in_channels} channels "
+                                    f"(shape (N, {self.in_channels}, H, W)), got {input.shape}")
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text

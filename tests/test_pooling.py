@@ -1,0 +1,185 @@
+"""max_pool2d, avg_pool2d, adaptive_avg_pool2d: finite differences, PyTorch parity, dtypes, errors."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import minidl
+from minidl.functions.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from minidl.gradcheck import gradcheck
+from tests.helpers import assert_close, leaf, torch_or_skip
+
+
+@st.composite
+def pool_cases(draw, max_size=7):
+    """Valid pooling geometry: kernel, stride (None = kernel), padding <= kernel/2, input big enough."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    spatial = []
+    for k, p in zip(kernel, padding):
+        smallest = max(1, k - 2 * p)
+        spatial.append(draw(st.integers(smallest, max(smallest, max_size))))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *spatial)
+    return dict(shape=shape, kernel_size=kernel, stride=stride, padding=padding, seed=draw(st.integers(0, 2**16)))
+
+
+def distinct_values(shape, seed):
+    """Well-separated distinct values (a shuffled ramp), so no max-pool window has a tie."""
+    values = np.random.default_rng(seed).permutation(int(np.prod(shape))).astype(np.float64)
+    return leaf(values.reshape(shape) * 0.1)
+
+
+def random_values(shape, seed):
+    return leaf(np.random.default_rng(seed).standard_normal(shape))
+
+
+def compare_with_torch(op, torch_op, x):
+    """Forward and backward of op(x) against torch_op on the same float64 data and upstream gradient."""
+    torch = torch_or_skip()
+    y = op(x)
+    upstream = np.random.default_rng(7).standard_normal(y.shape)
+    (y * minidl.tensor(upstream)).sum().backward()
+    tx = torch.tensor(x.data, requires_grad=True)
+    ty = torch_op(tx)
+    ty.backward(torch.tensor(upstream))
+    assert_close(y, ty, rtol=1e-10, atol=1e-12, what="output")
+    assert_close(x.grad, tx.grad, rtol=1e-10, atol=1e-12, what="input grad")
+
+
+def geometry(case):
+    return dict(kernel_size=case["kernel_size"], stride=case["stride"], padding=case["padding"])
+
+
+# ------------------------------------------------------------------ max_pool2d
+@settings(max_examples=30)
+@given(pool_cases())
+def test_max_pool2d_gradcheck(case):
+    x = distinct_values(case["shape"], case["seed"])
+    assert gradcheck(lambda t: max_pool2d(t, **geometry(case)), x)
+
+
+@settings(max_examples=30)
+@given(pool_cases(max_size=10), st.booleans())
+def test_max_pool2d_matches_torch(case, with_ties):
+    import torch.nn.functional as F
+    # Rounded values tie often: the gradient must go to the first arg-max of each window, as in PyTorch.
+    x = random_values(case["shape"], case["seed"])
+    x = leaf(np.round(x.data)) if with_ties else x
+    compare_with_torch(lambda t: max_pool2d(t, **geometry(case)), lambda t: F.max_pool2d(t, **geometry(case)), x)
+
+
+def test_max_pool2d_propagates_nan_like_torch():
+    torch = torch_or_skip()
+    data = np.arange(32.0).reshape(1, 2, 4, 4)
+    data[0, 0, 1, 1] = np.nan
+    y = max_pool2d(leaf(data), 2)
+    expected = torch.nn.functional.max_pool2d(torch.tensor(data), 2).numpy()
+    np.testing.assert_array_equal(y.data, expected)  # NaNs compare equal here
+    assert np.isnan(y.data[0, 0, 0, 0]) and not np.isnan(y.data[0, 1]).any()
+
+
+def test_max_pool2d_hand_example():
+    x = leaf([[[[1.0, 5.0, 2.0], [4.0, 3.0, 0.0], [7.0, 8.0, 9.0]]]])
+    y = max_pool2d(x, 2, stride=1)
+    np.testing.assert_array_equal(y.data, [[[[5.0, 5.0], [8.0, 9.0]]]])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[[[0, 2, 0], [0, 0, 0], [0, 1, 1]]]])
+
+
+# ------------------------------------------------------------------ avg_pool2d
+@settings(max_examples=30)
+@given(pool_cases(), st.booleans())
+def test_avg_pool2d_gradcheck(case, count_include_pad):
+    x = random_values(case["shape"], case["seed"])
+    assert gradcheck(lambda t: avg_pool2d(t, **geometry(case), count_include_pad=count_include_pad), x)
+
+
+@settings(max_examples=30)
+@given(pool_cases(max_size=10), st.booleans())
+def test_avg_pool2d_matches_torch(case, count_include_pad):
+    import torch.nn.functional as F
+    x = random_values(case["shape"], case["seed"])
+    compare_with_torch(lambda t: avg_pool2d(t, **geometry(case), count_include_pad=count_include_pad),
+                       lambda t: F.avg_pool2d(t, **geometry(case), count_include_pad=count_include_pad), x)
+
+
+def test_avg_pool2d_count_include_pad_hand_example():
+    x = leaf(np.ones((1, 1, 2, 2)))
+    corner_with_pad = avg_pool2d(x, 2, stride=1, padding=1)  # windows at the corners see 1 real input of 4
+    assert corner_with_pad.data[0, 0, 0, 0] == 0.25 and corner_with_pad.data[0, 0, 1, 1] == 1.0
+    np.testing.assert_array_equal(avg_pool2d(x, 2, stride=1, padding=1, count_include_pad=False).data,
+                                  np.ones((1, 1, 3, 3)))
+
+
+# ------------------------------------------------------------------ adaptive_avg_pool2d
+adaptive_sizes = st.tuples(st.integers(1, 7), st.integers(1, 7))
+output_sizes = st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 5), st.one_of(st.none(), st.integers(1, 5))))
+
+
+@settings(max_examples=30)
+@given(adaptive_sizes, output_sizes, st.integers(0, 2**16))
+def test_adaptive_avg_pool2d_gradcheck(spatial, output_size, seed):
+    x = random_values((2, 2, *spatial), seed)
+    assert gradcheck(lambda t: adaptive_avg_pool2d(t, output_size), x)
+
+
+@settings(max_examples=30)
+@given(st.tuples(st.integers(1, 12), st.integers(1, 12)), output_sizes, st.integers(0, 2**16))
+def test_adaptive_avg_pool2d_matches_torch(spatial, output_size, seed):
+    import torch.nn.functional as F
+    x = random_values((2, 3, *spatial), seed)
+    compare_with_torch(lambda t: adaptive_avg_pool2d(t, output_size),
+                       lambda t: F.adaptive_avg_pool2d(t, output_size), x)
+
+
+@pytest.mark.parametrize("spatial, output_size", [((8, 8), 1), ((8, 6), (4, 3)), ((7, 5), (3, 2)), ((5, 5), 7)])
+def test_adaptive_avg_pool2d_divisible_and_not(spatial, output_size):
+    """Both code paths (reshape + mean when sizes divide, averaging matrices otherwise) against torch."""
+    import torch.nn.functional as F
+    x = random_values((2, 3, *spatial), 0)
+    compare_with_torch(lambda t: adaptive_avg_pool2d(t, output_size),
+                       lambda t: F.adaptive_avg_pool2d(t, output_size), x)
+
+
+def test_adaptive_avg_pool2d_global_average():
+    x = leaf(np.arange(24.0).reshape(1, 2, 3, 4))
+    y = adaptive_avg_pool2d(x, 1)
+    np.testing.assert_allclose(y.data.reshape(2), [5.5, 17.5])
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.data, np.full((1, 2, 3, 4), 1 / 12))
+
+
+# ------------------------------------------------------------------ dtypes and errors
+@pytest.mark.parametrize("op", [
+    lambda t: max_pool2d(t, 3, stride=2, padding=1),
+    lambda t: avg_pool2d(t, 3, stride=2, padding=1),
+    lambda t: avg_pool2d(t, 3, stride=2, padding=1, count_include_pad=False),
+    lambda t: adaptive_avg_pool2d(t, 1),
+    lambda t: adaptive_avg_pool2d(t, (3, 5)),
+])
+def test_pooling_float32_stays_float32(op):
+    x = minidl.tensor(np.random.default_rng(0).standard_normal((2, 3, 8, 7)).astype(np.float32), requires_grad=True)
+    y = op(x)
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    assert_close(y, op(leaf(x.data)).detach().numpy().astype(np.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_error_messages():
+    x = minidl.zeros((2, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"max_pool2d: expected a 4-D input \(N, C, H, W\), got input of shape \(3, 4\)"):
+        max_pool2d(minidl.zeros((3, 4)), 2)
+    with pytest.raises(ValueError, match=r"avg_pool2d: padding must be between 0 and half the kernel size"):
+        avg_pool2d(x, 2, padding=2)
+    with pytest.raises(ValueError, match=r"max_pool2d: input of shape \(2, 3, 4, 4\) is too small for "
+                                         r"kernel_size=\(5, 5\)"):
+        max_pool2d(x, 5)
+    with pytest.raises(ValueError, match=r"kernel_size and stride must be positive"):
+        max_pool2d(x, 2, stride=0)
+    with pytest.raises(ValueError, match=r"kernel_size must be an int or a pair of ints"):
+        max_pool2d(x, (2, 2, 2))
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be positive ints, got 0"):
+        adaptive_avg_pool2d(x, 0)
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be an int or a pair"):
+        adaptive_avg_pool2d(x, (1, 2, 3))
