@@ -73,7 +73,8 @@ class Function:
     ``backward(self, grad_output) -> grad or tuple of grads`` (one per
     positional input; ``None`` where an input needs no gradient).  Positional
     inputs may be Tensors, arrays, numbers or ``None``; keyword arguments are
-    plain parameters (stride, padding, ...).
+    plain parameters (stride, padding, ...).  ``backward`` must not change
+    ``grad_output`` in place: the engine may hand one array to several inputs.
     """
 
     inputs = None  # the input Tensors, kept so backward can walk to them
@@ -93,6 +94,7 @@ class Function:
         else:
             with _profiler.timing(fn.name, "forward", arrays):
                 output_array = fn.forward(*arrays, **params)
+        record = record and output_array.dtype.kind == "f"  # integer outputs (indices, casts) carry no gradient
         output = Tensor._from_array(output_array, requires_grad=record)
         if record:
             fn.inputs = inputs
@@ -164,6 +166,9 @@ def backward(root, grad_output, retain_graph=False):
         else:
             with _profiler.timing(fn.name, "backward", (grad,)):
                 input_grads = _as_tuple(fn.backward(grad))
+        if len(input_grads) < len(fn.inputs) and any(fn.needs_input_grad[len(input_grads):]):
+            raise RuntimeError(f"{fn.name}.backward returned {len(input_grads)} gradients for "
+                               f"{len(fn.inputs)} inputs; return one per input (None where there is none)")
         for tensor, input_grad, needed in zip(fn.inputs, input_grads, fn.needs_input_grad):
             if not needed or input_grad is None:
                 continue

@@ -107,9 +107,23 @@ def ones_like(other, dtype=None, device=None, requires_grad=False):
     return ones(other.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
+def empty_like(other, dtype=None, device=None, requires_grad=False):
+    return zeros_like(other, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full_like(other, fill_value, dtype=None, device=None, requires_grad=False):
+    dtype, device = _like(other, dtype, device)
+    return full(other.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
 def randn_like(other, dtype=None, device=None):
     dtype, device = _like(other, dtype, device)
     return randn(other.shape, dtype=dtype, device=device)
+
+
+def rand_like(other, dtype=None, device=None):
+    dtype, device = _like(other, dtype, device)
+    return rand(other.shape, dtype=dtype, device=device)
 
 
 def cat(tensors, dim=0):

@@ -153,6 +153,12 @@ class Tensor:
     def __bool__(self):
         return bool(self.item())
 
+    def __format__(self, spec):
+        """``f"{loss:.4f}"`` formats a 0-d tensor's value, as PyTorch does."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __array__(self, dtype=None, copy=None):
         array = move_array(self.data, "cpu")
         return array if dtype is None else array.astype(dtype)
@@ -167,8 +173,11 @@ class Tensor:
     def contiguous(self):
         return self
 
-    def to(self, *args, dtype=None, device=None):
-        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``."""
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``.
+
+        ``non_blocking`` is accepted for PyTorch compatibility (copies are synchronous);
+        ``copy=True`` returns a copy even when nothing changes."""
         for arg in args:
             if isinstance(arg, Tensor):
                 device, dtype = arg.device, arg.dtype
@@ -181,7 +190,7 @@ class Tensor:
             result = Cast.apply(result, dtype=np.dtype(dtype))
         if device is not None and Device(device) != self.device:
             result = ToDevice.apply(result, device=Device(device))
-        return result
+        return result.clone() if copy and result is self else result
 
     def cpu(self):
         return self.to("cpu")
@@ -315,6 +324,28 @@ class Tensor:
     def _float_if_int(self):
         return self if dtypes.is_floating(self.dtype) else self.to(dtype=dtypes.get_default_dtype())
 
+    # The method forms of the operators, as in PyTorch (x.add(y), x.pow(2), ...).
+    def add(self, other, alpha=1):
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, alpha=1):
+        return self - (other if alpha == 1 else other * alpha)
+
+    def mul(self, other):
+        return self * other
+
+    def div(self, other):
+        return self / other
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def matmul(self, other):
+        return self @ other
+
+    def neg(self):
+        return -self
+
     # In-place arithmetic changes the data of a tensor that no graph depends on
     # (parameter updates under no_grad, accumulators): autograd does not track it.
     def _check_inplace(self):
@@ -398,6 +429,8 @@ class Tensor:
     def __ge__(self, other):
         return self._compare(other, lambda a, b: a >= b)
 
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
     __hash__ = object.__hash__
 
     # ------------------------------------------------------------------ math
@@ -427,6 +460,10 @@ class Tensor:
         return elementwise.Clamp.apply(self, min=min, max=max)
 
     clip = clamp
+
+    def where(self, condition, other):
+        """``self`` where ``condition`` holds, else ``other`` (``minidl.where(condition, self, other)``)."""
+        return where(condition, self, other)
 
     def relu(self):
         from .nn import functional as F
@@ -530,6 +567,9 @@ class Tensor:
         return self.reshape([s for i, s in enumerate(self.shape) if not (i in dims and s == 1)])
 
     def unsqueeze(self, dim):
+        if not -self.ndim - 1 <= dim <= self.ndim:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-self.ndim - 1}, "
+                             f"{self.ndim}], but got {dim})")
         dim = dim % (self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
@@ -550,6 +590,17 @@ class Tensor:
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+
+def where(condition, input, other):
+    """Elementwise choice: ``input`` where ``condition`` is True, else ``other``; gradients flow to
+    both (each where it was chosen).  ``input`` or ``other`` may be a Python number."""
+    if isinstance(input, Tensor):
+        a, b = input._operands(other)
+    else:
+        b, a = other._operands(input)
+    condition = condition.data if isinstance(condition, Tensor) else get_array_module(a.data).asarray(condition)
+    return elementwise.Where.apply(a, b, condition=condition.astype(bool, copy=False))
 
 
 def _array_index(index):

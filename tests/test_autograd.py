@@ -218,3 +218,26 @@ def test_integer_inputs_flow_through_without_gradients():
     index = minidl.tensor([1, 0])
     (x[index] * 2).sum().backward()
     assert x.grad.tolist() == [[2.0, 2.0], [2.0, 2.0]]
+
+
+def test_too_few_gradients_from_a_function_are_reported():
+    class Forgetful(Function):
+        def forward(self, a, b):
+            return a * b
+
+        def backward(self, g):
+            return g  # forgot the gradient of b
+
+    with pytest.raises(RuntimeError, match=r"Forgetful\.backward returned 1 gradients for 2 inputs"):
+        Forgetful.apply(leaf([1.0]), leaf([2.0])).sum().backward()
+
+
+def test_set_grad_enabled_as_a_call_and_as_a_context():
+    minidl.set_grad_enabled(False)
+    try:
+        assert not minidl.is_grad_enabled()
+    finally:
+        minidl.set_grad_enabled(True)
+    with minidl.set_grad_enabled(False):
+        assert not minidl.is_grad_enabled()
+    assert minidl.is_grad_enabled()

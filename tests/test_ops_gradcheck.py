@@ -261,7 +261,7 @@ def test_getitem_integer_arrays_with_repeats(shape, seed, data):
     if len(shape) >= 2:
         columns = data.draw(st.lists(st.integers(0, shape[1] - 1), min_size=len(picks), max_size=len(picks)))
         assert gradcheck(lambda x: x[as_tensor, minidl.tensor(columns)] ** 2, x)
-        assert gradcheck(lambda x: x[..., columns[0]] * 3, x)
+        assert gradcheck(lambda x: x[:, columns[0], ...] * 3, x)
 
 
 def test_getitem_repeated_index_adds_gradients():
@@ -333,3 +333,12 @@ def test_composite_mlp_with_shared_subexpressions(seed):
         return (h * h.sigmoid()).mean(dim=0) - h.sum(dim=1, keepdim=True).var()
 
     assert gradcheck(net, x, w, b)
+
+
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3), seed=seeds)
+def test_where(shapes, seed):
+    a_shape, b_shape, condition_shape = shapes.input_shapes
+    condition = minidl.tensor(values(seed + 2, condition_shape) > 0)
+    a, b = leaf(values(seed, a_shape)), leaf(values(seed + 1, b_shape))
+    assert gradcheck(lambda a, b: minidl.where(condition, a, b) * 2, a, b)
+    assert gradcheck(lambda a: a.where(condition, 0.5) ** 2, a)

@@ -267,3 +267,16 @@ def test_mlp_loss_and_gradients(seed):
 
     compare_with_torch(net, values(seed, (4, 3)), values(seed + 1, (3, 5)), values(seed + 2, (5,)),
                        values(seed + 3, (5, 3)), seed=seed)
+
+
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3), seed=seeds)
+def test_where(shapes, seed):
+    a_shape, b_shape, condition_shape = shapes.input_shapes
+    condition = values(seed + 2, condition_shape) > 0
+    compare_with_torch(lambda lib, a, b: lib.where(lib.tensor(condition), a, b) * 2,
+                       values(seed, a_shape), values(seed + 1, b_shape), seed=seed)
+
+
+def test_method_forms_of_operators():
+    compare_with_torch(lambda lib, a, b: a.add(b, alpha=2).sub(b).mul(a).div(b.add(3)).pow(2).neg()
+                       + a.matmul(b), np.array([1.0, 2.0]), np.array([0.5, -1.5]))

@@ -6,6 +6,7 @@ gradients for 10 steps and compares the parameters and every state entry after e
 values the tests did not pick by hand.
 """
 import io
+import json
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import given, strategies as st
 import minidl
 import minidl.optim as optim
 from minidl.nn.utils import clip_grad_norm_
-from tests.helpers import leaf, torch_or_skip
+from tests.helpers import torch_or_skip
 
 SHAPES = [(3, 4), (4,), (2, 3, 2)]
 STEPS = 10
@@ -77,7 +78,6 @@ def torch_cls(name):
     return getattr(torch_or_skip().optim, name)
 
 
-small = st.floats(0.0, 0.5)
 lrs = st.sampled_from([1e-3, 0.01, 0.1, 0.5])
 
 
@@ -161,7 +161,7 @@ def test_param_groups_with_their_own_lr_and_decay_match_torch(name, kwargs):
 
 
 def npz_round_trip(state_dict):
-    """Writes the optimizer state's arrays to .npz and reads them back, as a trainer's checkpoint does."""
+    """Writes the state's arrays to .npz and the groups to JSON and reads them back, as a checkpoint does."""
     arrays = {f"{index}/{key}": value for index, state in state_dict["state"].items()
               for key, value in state.items()}
     buffer = io.BytesIO()
@@ -172,7 +172,7 @@ def npz_round_trip(state_dict):
     for name in loaded.files:
         index, key = name.split("/")
         state.setdefault(int(index), {})[key] = loaded[name]
-    return {"state": state, "param_groups": state_dict["param_groups"]}
+    return {"state": state, "param_groups": json.loads(json.dumps(state_dict["param_groups"]))}
 
 
 @pytest.mark.parametrize("name, kwargs", [
@@ -319,4 +319,3 @@ def test_a_parameter_without_gradient_is_left_alone():
     opt.step()
     np.testing.assert_array_equal(params[1].data, before)
     assert params[1] not in opt.state or not opt.state[params[1]]
-    assert leaf(np.zeros(2)).grad is None

@@ -264,3 +264,36 @@ def test_repr():
     assert "dtype=minidl.float64" in repr(minidl.tensor([1.0], dtype=minidl.float64))
     assert repr(minidl.tensor([1.0], requires_grad=True)) == "tensor([1.], requires_grad=True)"
     assert "grad_fn=<MulBackward>" in repr(minidl.tensor([1.0], requires_grad=True) * 2)
+
+
+def test_format_uses_the_value_of_zero_dim_tensors():
+    loss = minidl.tensor([0.123456, 1.0], requires_grad=True).sum()
+    assert f"{loss:.3f}" == "1.123" and f"{minidl.tensor(7):d}" == "7"
+    assert f"{minidl.tensor([1.0])}" == "tensor([1.])"
+
+
+def test_to_accepts_torch_keywords_and_copy():
+    t = minidl.tensor([1.0, 2.0])
+    assert t.to("cpu", non_blocking=True) is t
+    copied = t.to("cpu", copy=True)
+    assert copied is not t and copied.data is not t.data and copied.tolist() == t.tolist()
+
+
+def test_casting_to_an_integer_type_carries_no_gradient():
+    w = minidl.tensor([1.5, 2.5], requires_grad=True)
+    assert not w.long().requires_grad and not (w > 2).requires_grad and not w.argmax().requires_grad
+    assert w.double().requires_grad
+
+
+def test_like_factories():
+    t = minidl.tensor([[1.0, 2.0]], dtype=minidl.float64)
+    assert minidl.full_like(t, 3).tolist() == [[3.0, 3.0]] and minidl.full_like(t, 3).dtype == minidl.float64
+    assert minidl.rand_like(t).shape == (1, 2) and minidl.empty_like(t).dtype == minidl.float64
+
+
+def test_dim_out_of_range_raises():
+    t = minidl.zeros(2, 3)
+    for operation in (lambda: t.unsqueeze(3), lambda: t.unsqueeze(-4), lambda: t.sum(dim=2),
+                      lambda: t.mean(dim=(0, -3)), lambda: t.squeeze(2)):
+        with pytest.raises(IndexError, match="out of range"):
+            operation()

@@ -8,8 +8,8 @@ each kernel with, and what documents the exact semantics:
 ================================  =================================  =========================
 kernel wrapper                    replaces (generic xp code)          used by
 ================================  =================================  =========================
-im2col_gpu                        im2col_reference (strided gather)  conv2d forward
-col2im_gpu                        col2im_reference (scatter-add)     conv2d backward (dx)
+im2col_gpu                        functions.conv.im2col              conv2d forward
+col2im_gpu                        functions.conv.col2im              conv2d backward (dx)
 batch_norm_forward_gpu            batch_norm_forward_reference       BatchNorm (+ReLU) train
 batch_norm_inference_gpu          (x - rm)/sqrt(rv + eps)*w + b      BatchNorm eval
 batch_norm_backward_gpu           batch_norm_backward_reference      BatchNorm backward
@@ -57,82 +57,69 @@ def _scalar(value, dtype):
     return np.dtype(dtype).type(value)
 
 
-def conv_output_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 # ---------------------------------------------------------------------------------- im2col
-def _conv_geometry(x_shape, KH, KW, stride, padding, dilation):
-    SH, SW = _pair(stride, "stride")
-    PH, PW = _pair(padding, "padding")
-    DH, DW = _pair(dilation, "dilation")
-    N, C, H, W = x_shape
-    OH = conv_output_size(H, KH, SH, PH, DH)
-    OW = conv_output_size(W, KW, SW, PW, DW)
+def _conv_geometry(input_shape, kernel_size, stride, padding, dilation):
+    """Normalised pairs, ``padding`` as (top, bottom, left, right), and (OH, OW)."""
+    (KH, KW), (SH, SW), (DH, DW) = (_pair(kernel_size, "kernel_size"), _pair(stride, "stride"),
+                                    _pair(dilation, "dilation"))
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        top, bottom, left, right = (int(p) for p in padding)
+    else:
+        (top, left) = _pair(padding, "padding")
+        bottom, right = top, left
+    H, W = input_shape[2:]
+    OH = (H + top + bottom - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + left + right - DW * (KW - 1) - 1) // SW + 1
     if OH <= 0 or OW <= 0:
-        raise ValueError(f"im2col: kernel ({KH}, {KW}) with dilation ({DH}, {DW}) does not fit the padded "
-                         f"input ({H + 2 * PH}, {W + 2 * PW})")
-    return (N, C, H, W), (OH, OW), (SH, SW), (PH, PW), (DH, DW)
+        raise ValueError(f"im2col: kernel ({KH}, {KW}) with dilation ({DH}, {DW}) does not fit the padded input "
+                         f"({H + top + bottom}, {W + left + right})")
+    return (KH, KW), (SH, SW), (top, left), (DH, DW), (OH, OW)
 
 
-def im2col_reference(x, KH, KW, stride=1, padding=0, dilation=1):
-    """col[n, c, kh, kw, oh, ow] = x_padded[n, c, oh*SH + kh*DH, ow*SW + kw*DW] (any xp)."""
-    from ..backend import get_array_module
-    xp = get_array_module(x)
-    (N, C, H, W), (OH, OW), (SH, SW), (PH, PW), (DH, DW) = _conv_geometry(x.shape, KH, KW, stride, padding, dilation)
-    padded = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
-    col = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
-    for kh in range(KH):
-        for kw in range(KW):
-            h0, w0 = kh * DH, kw * DW
-            col[:, :, kh, kw] = padded[:, :, h0:h0 + SH * (OH - 1) + 1:SH, w0:w0 + SW * (OW - 1) + 1:SW]
-    return col
+def _conv_args(total, input_shape, geometry):
+    N, C, H, W = input_shape
+    (KH, KW), (SH, SW), (PT, PL), (DH, DW), (OH, OW) = geometry
+    return tuple(np.int32(v) for v in (N, C, H, W, KH, KW, OH, OW, SH, SW, PT, PL, DH, DW))
 
 
-def im2col_gpu(x, KH, KW, stride=1, padding=0, dilation=1):
-    """The kernel version of ``im2col_reference``: (N, C, H, W) -> (N, C, KH, KW, OH, OW)."""
+def im2col_gpu(x, kernel_size, stride, padding, dilation):
+    """Kernel version of ``minidl.functions.conv.im2col`` (same arguments and result).
+
+    x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW); ``padding`` = (top, bottom, left, right)
+    (a pair or an int is accepted too).  One kernel launch replaces the strided view and
+    the reshaping copy.
+    """
     import cupy
     x = cupy.ascontiguousarray(x)
-    (N, C, H, W), (OH, OW), (SH, SW), (PH, PW), (DH, DW) = _conv_geometry(x.shape, KH, KW, stride, padding, dilation)
-    col = cupy.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
-    i32 = np.int32
-    _launch("im2col.cu", "im2col", x.dtype, col.size,
-            (x, col, np.int64(col.size), i32(C), i32(H), i32(W), i32(KH), i32(KW), i32(OH), i32(OW),
-             i32(SH), i32(SW), i32(PH), i32(PW), i32(DH), i32(DW)))
-    return col
+    geometry = _conv_geometry(x.shape, kernel_size, stride, padding, dilation)
+    (KH, KW), _, _, _, (OH, OW) = geometry
+    N, C = x.shape[:2]
+    cols = cupy.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
+    _launch("im2col.cu", "im2col", x.dtype, cols.size,
+            (x, cols, np.int64(cols.size)) + _conv_args(cols.size, x.shape, geometry))
+    return cols
 
 
-def col2im_reference(col, input_shape, stride=1, padding=0, dilation=1):
-    """The adjoint of im2col: every col entry is added back to the x pixel it was read from."""
-    from ..backend import get_array_module
-    xp = get_array_module(col)
-    N, C, KH, KW, OH, OW = col.shape
-    _, _, (SH, SW), (PH, PW), (DH, DW) = _conv_geometry(input_shape, KH, KW, stride, padding, dilation)
-    H, W = input_shape[2:]
-    padded = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=col.dtype)
-    for kh in range(KH):
-        for kw in range(KW):
-            h0, w0 = kh * DH, kw * DW
-            padded[:, :, h0:h0 + SH * (OH - 1) + 1:SH, w0:w0 + SW * (OW - 1) + 1:SW] += col[:, :, kh, kw]
-    return padded[:, :, PH:PH + H, PW:PW + W]
+def col2im_gpu(cols, input_shape, kernel_size, stride, padding, dilation):
+    """Kernel version of ``minidl.functions.conv.col2im``: cols (C*KH*KW, N*OH*OW) -> dx (N, C, H, W).
 
-
-def col2im_gpu(col, input_shape, stride=1, padding=0, dilation=1):
-    """The kernel version of ``col2im_reference``: (N, C, KH, KW, OH, OW) -> ``input_shape``."""
+    A gather (each thread sums the entries that read its pixel) instead of the KH*KW
+    strided scatter-adds: no atomics, deterministic.
+    """
     import cupy
-    col = cupy.ascontiguousarray(col)
-    N, C, KH, KW, OH, OW = col.shape
-    (_, _, H, W), (OH2, OW2), (SH, SW), (PH, PW), (DH, DW) = _conv_geometry(
-        tuple(input_shape), KH, KW, stride, padding, dilation)
-    if (OH2, OW2) != (OH, OW):
-        raise ValueError(f"col2im: col has output size ({OH}, {OW}) but input {tuple(input_shape)} with this "
-                         f"kernel/stride/padding/dilation gives ({OH2}, {OW2})")
-    x = cupy.empty((N, C, H, W), dtype=col.dtype)
-    i32 = np.int32
-    _launch("col2im.cu", "col2im", col.dtype, x.size,
-            (col, x, np.int64(x.size), i32(C), i32(H), i32(W), i32(KH), i32(KW), i32(OH), i32(OW),
-             i32(SH), i32(SW), i32(PH), i32(PW), i32(DH), i32(DW)))
-    return x
+    cols = cupy.ascontiguousarray(cols)
+    input_shape = tuple(input_shape)
+    geometry = _conv_geometry(input_shape, kernel_size, stride, padding, dilation)
+    (KH, KW), _, _, _, (OH, OW) = geometry
+    N, C = input_shape[:2]
+    expected = (C * KH * KW, N * OH * OW)
+    if cols.size != expected[0] * expected[1]:
+        raise ValueError(f"col2im: cols has shape {cols.shape}, but input {input_shape} with this "
+                         f"kernel/stride/padding/dilation needs {expected}")
+    dx = cupy.empty(input_shape, dtype=cols.dtype)
+    _launch("col2im.cu", "col2im", cols.dtype, dx.size,
+            (cols, dx, np.int64(dx.size)) + _conv_args(dx.size, input_shape, geometry))
+    return dx
 
 
 # ---------------------------------------------------------------------------------- batch norm
@@ -439,6 +426,10 @@ def new_dropout_seed():
     return int(random.generator().integers(2**63))
 
 
+def _dropout_scale(p):
+    return 0.0 if p == 1 else 1.0 / (1.0 - p)  # p = 1 drops everything (as functions/dropout.py)
+
+
 def dropout_mask_gpu(shape, p, seed=None, offset=0):
     """keep (uint8, 1 = kept) with keep_i = u_i >= p, u from ``dropout_uniform_reference``."""
     import cupy
@@ -457,7 +448,7 @@ def dropout_forward_gpu(x, p, seed=None, offset=0):
     keep = cupy.empty(x.shape, dtype=cupy.uint8)
     y = cupy.empty_like(x)
     _launch("dropout.cu", "dropout_forward", x.dtype, x.size,
-            (x, keep, y, np.int64(x.size), np.float32(p), _scalar(1 / (1 - p), x.dtype), np.uint64(seed),
+            (x, keep, y, np.int64(x.size), np.float32(p), _scalar(_dropout_scale(p), x.dtype), np.uint64(seed),
              np.uint64(offset)))
     return y, keep
 
@@ -468,7 +459,7 @@ def dropout_backward_gpu(g, keep, p):
     g = cupy.ascontiguousarray(g)
     dx = cupy.empty_like(g)
     _launch("dropout.cu", "dropout_apply", g.dtype, g.size,
-            (g, cupy.ascontiguousarray(keep), dx, np.int64(g.size), _scalar(1 / (1 - p), g.dtype)))
+            (g, cupy.ascontiguousarray(keep), dx, np.int64(g.size), _scalar(_dropout_scale(p), g.dtype)))
     return dx
 
 

@@ -1,10 +1,11 @@
-"""Elementwise math: exp, log, sqrt, tanh, sigmoid, abs, clamp.
+"""Elementwise math: exp, log, sqrt, tanh, sigmoid, abs, clamp, where.
 
 Each output element depends on one input element, so every backward is the
 output gradient times the local derivative f'(x), computed elementwise.
 """
 from ..autograd import Function
 from ..backend import get_array_module
+from .arithmetic import unbroadcast
 
 
 class Exp(Function):
@@ -93,3 +94,22 @@ class Clamp(Function):
 
     def backward(self, g):
         return g * self.inside
+
+
+class Where(Function):
+    """y = a where condition else b (broadcasting all three).
+
+    dL/da = g where condition, 0 elsewhere;  dL/db = g where not condition, 0 elsewhere
+    (each unbroadcast to its input's shape).
+    """
+
+    def forward(self, a, b, condition=None):
+        self.condition, self.shapes = condition, (a.shape, b.shape)
+        return get_array_module(a).where(condition, a, b)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        zero = xp.zeros((), dtype=g.dtype)
+        grad_a = unbroadcast(xp.where(self.condition, g, zero), self.shapes[0]) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(xp.where(self.condition, zero, g), self.shapes[1]) if self.needs_input_grad[1] else None
+        return grad_a, grad_b

@@ -31,6 +31,7 @@ class CrossEntropy(Function):
     def forward(self, logits, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         xp = get_array_module(logits)
         rows, target_rows = _rows(logits, target)
+        weight = _same_dtype(weight, logits)
         classes = rows.shape[1]
         logp = log_softmax_array(rows, dim=1)
         kept, safe_target, target_weight = _target_weights(target_rows, weight, ignore_index, logp.dtype)
@@ -71,6 +72,7 @@ class NLLLoss(Function):
     def forward(self, log_probs, target, weight=None, ignore_index=-100, reduction="mean"):
         xp = get_array_module(log_probs)
         rows, target_rows = _rows(log_probs, target)
+        weight = _same_dtype(weight, log_probs)
         kept, safe_target, target_weight = _target_weights(target_rows, weight, ignore_index, rows.dtype)
         loss = -target_weight * xp.take_along_axis(rows, safe_target[:, None], axis=1)[:, 0]
         if self.recording:
@@ -128,6 +130,11 @@ def _unrows(grad, input_shape):
         moved = (input_shape[0],) + tuple(input_shape[2:]) + (input_shape[1],)
         return xp.ascontiguousarray(xp.moveaxis(grad.reshape(moved), -1, 1))
     return grad
+
+
+def _same_dtype(weight, input):
+    """Class weights in the input's dtype, so float32 logits never meet float64 weights."""
+    return None if weight is None else weight.astype(input.dtype, copy=False)
 
 
 def _target_weights(target, weight, ignore_index, dtype):

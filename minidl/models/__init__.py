@@ -39,7 +39,7 @@ def list_models():
 
 def get_model(name, **kwargs):
     """Builds the model called ``name`` (e.g. ``get_model("resnet20", num_classes=10, shortcut="zero_pad")``)."""
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
+    key = name.lower() if isinstance(name, str) else name
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
     return MODELS[key](**kwargs)

@@ -84,6 +84,9 @@ class ConfigurableResNet(nn.Module):
             raise ValueError("ConfigurableResNet needs at least one residual layer")
         conv_kernels = _per_layer(conv_kernel, n, "conv_kernel")
         skip_kernels = _per_layer(skip_kernel, n, "skip_kernel")
+        if any(k % 2 == 0 for k in conv_kernels + skip_kernels):
+            raise ValueError(f"ConfigurableResNet: kernels must be odd so 'same' padding keeps the shapes; "
+                             f"got conv_kernel={conv_kernels}, skip_kernel={skip_kernels}")
         self.num_layers = n
         self.conv1 = nn.Conv2d(in_channels, c1, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c1)

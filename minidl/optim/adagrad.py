@@ -50,5 +50,7 @@ class Adagrad(Optimizer):
         state["sum"] = xp.full_like(p.data, group["initial_accumulator_value"])
 
     def _update(self, param, grad, state, group):
-        adagrad_update(param, grad, state, group["lr"], group["lr_decay"], group["weight_decay"], group["eps"],
-                       group["maximize"])
+        # float(): a hyper-parameter read back from a checkpoint may be a NumPy float64, which would upcast
+        # float32 arrays; a Python float never does.
+        adagrad_update(param, grad, state, float(group["lr"]), float(group["lr_decay"]),
+                       float(group["weight_decay"]), float(group["eps"]), bool(group["maximize"]))

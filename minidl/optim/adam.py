@@ -69,6 +69,9 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = xp.zeros_like(p.data)
 
     def _update(self, param, grad, state, group):
-        beta1, beta2 = group["betas"]
-        adam_update(param, grad, state, group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
-                    group["amsgrad"], group["maximize"], self._decoupled_weight_decay)
+        # float(): a hyper-parameter read back from a checkpoint may be a NumPy float64, which would upcast
+        # float32 arrays; a Python float never does.
+        beta1, beta2 = (float(beta) for beta in group["betas"])
+        adam_update(param, grad, state, float(group["lr"]), beta1, beta2, float(group["eps"]),
+                    float(group["weight_decay"]), bool(group["amsgrad"]), bool(group["maximize"]),
+                    self._decoupled_weight_decay)

@@ -94,6 +94,8 @@ class LRScheduler:
         raise NotImplementedError
 
     def step(self, epoch=None):
+        """Advances one epoch (or batch) and sets the groups' lr; ``step(epoch)`` jumps to ``epoch``
+        using the closed form where the schedule has one (PyTorch deprecates this form)."""
         self._step_count += 1
         self._update_lr(epoch)
 
@@ -109,10 +111,12 @@ class LRScheduler:
         self._last_lr = self._group_lrs()
 
     def state_dict(self):
+        """Every attribute but the optimizer and functions, as plain (JSON-friendly) values."""
         return {name: _copy_value(value) for name, value in self.__dict__.items()
                 if name != "optimizer" and not callable(value)}
 
     def load_state_dict(self, state_dict):
+        """Restores what ``state_dict()`` returned (load the optimizer's state first)."""
         self.__dict__.update({name: _copy_value(value) for name, value in state_dict.items()})
 
 
@@ -575,7 +579,12 @@ class ReduceLROnPlateau(LRScheduler):
                     lr = max(lr * factor, min_lr); cooldown_counter = cooldown; wait = 0
 
     ``threshold_mode`` must then be ``'abs'`` (the default in this mode) and ``eps`` is not used.
-    Keras keeps the lr in a float32 variable, hence the float32 comparison at the floor.
+    Keras keeps the lr in a float32 variable, hence the float32 comparison at the floor.  Two
+    consequences differ from PyTorch: a reduction comes after ``patience`` bad epochs (PyTorch:
+    ``patience + 1``), and because the cooldown counter is decremented before the check, only
+    ``cooldown - 1`` epochs after a reduction go uncounted (PyTorch: ``cooldown``).  For E4::
+
+        ReduceLROnPlateau(optimizer, factor=0.1, patience=10, min_lr=1e-4, keras_compatible=True)
     """
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode=None,

@@ -70,5 +70,8 @@ class RMSprop(Optimizer):
             state["grad_avg"] = xp.zeros_like(p.data)
 
     def _update(self, param, grad, state, group):
-        rmsprop_update(param, grad, state, group["lr"], group["alpha"], group["eps"], group["weight_decay"],
-                       group["momentum"], group["centered"], group["maximize"])
+        # float(): a hyper-parameter read back from a checkpoint may be a NumPy float64, which would upcast
+        # float32 arrays; a Python float never does.
+        rmsprop_update(param, grad, state, float(group["lr"]), float(group["alpha"]), float(group["eps"]),
+                       float(group["weight_decay"]), float(group["momentum"]), bool(group["centered"]),
+                       bool(group["maximize"]))

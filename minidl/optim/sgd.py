@@ -45,5 +45,7 @@ class SGD(Optimizer):
         pass  # the momentum buffer is created from the first gradient
 
     def _update(self, param, grad, state, group):
-        sgd_update(param, grad, state, group["lr"], group["momentum"], group["dampening"],
-                   group["weight_decay"], group["nesterov"], group["maximize"])
+        # float(): a hyper-parameter read back from a checkpoint may be a NumPy float64, which would upcast
+        # float32 arrays; a Python float never does.
+        sgd_update(param, grad, state, float(group["lr"]), float(group["momentum"]), float(group["dampening"]),
+                   float(group["weight_decay"]), bool(group["nesterov"]), bool(group["maximize"]))

@@ -41,14 +41,16 @@ class History:
 
         epochs = self.column("epoch")
         figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
-        for split, style in (("train", "-o"), ("val", "-s"), ("test", "-^")):
+        splits = {"train": ("tab:blue", "o"), "val": ("tab:orange", "s"), "test": ("tab:green", "^")}
+        for split, (colour, marker) in splits.items():
             if any(v is not None for v in self.column(f"{split}_loss")):
-                loss_axes.plot(epochs, self.column(f"{split}_loss"), style, label=split, markersize=3)
-            for k, shade in (("top1", ""), ("top5", "--")):
+                loss_axes.plot(epochs, self.column(f"{split}_loss"), color=colour, marker=marker, markersize=3,
+                               label=split)
+            for k, linestyle in (("top1", "-"), ("top5", "--")):
                 values = self.column(f"{split}_{k}")
                 if any(v is not None for v in values):
-                    accuracy_axes.plot(epochs, [None if v is None else 100 * v for v in values],
-                                       style[:1] + shade + style[-1], label=f"{split} {k}", markersize=3)
+                    accuracy_axes.plot(epochs, [None if v is None else 100 * v for v in values], color=colour,
+                                       linestyle=linestyle, marker=marker, markersize=3, label=f"{split} {k}")
         loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
         accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
         for axes in (loss_axes, accuracy_axes):

@@ -47,11 +47,15 @@ class ELU(Module):
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x))."""
+
     def forward(self, input):
         return input.sigmoid()
 
 
 class Tanh(Module):
+    """(exp(x) - exp(-x)) / (exp(x) + exp(-x))."""
+
     def forward(self, input):
         return input.tanh()
 
@@ -62,6 +66,8 @@ def _implicit_dim(ndim):
 
 
 class Softmax(Module):
+    """exp(x) / sum(exp(x)) along ``dim``."""
+
     def __init__(self, dim=None):
         super().__init__()
         self.dim = dim
@@ -74,6 +80,8 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    """x - log(sum(exp(x))) along ``dim``."""
+
     def __init__(self, dim=None):
         super().__init__()
         self.dim = dim

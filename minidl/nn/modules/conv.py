@@ -18,7 +18,8 @@ class Conv2d(Module):
             raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
                              f"divisible by groups ({groups})")
         if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"padding_mode {padding_mode!r} is not supported; valid modes: {', '.join(_PADDING_MODES)}")
+            raise ValueError(f"padding_mode {padding_mode!r} is not supported; "
+                             f"valid modes: {', '.join(_PADDING_MODES)}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
         self.padding = self._resolve_padding(padding)

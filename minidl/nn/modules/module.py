@@ -201,7 +201,8 @@ class Module:
     def register_buffer(self, name, tensor, persistent=True):
         """Registers state that is not learned; ``persistent=False`` keeps it out of ``state_dict``."""
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign '{type(tensor).__name__}' as buffer '{name}' (minidl.Tensor or None expected)")
+            raise TypeError(f"cannot assign '{type(tensor).__name__}' as buffer '{name}' "
+                            "(minidl.Tensor or None expected)")
         _check_name(self, name, "buffer")
         if hasattr(self, name) and name not in self._buffers:
             raise KeyError(f"attribute '{name}' already exists")
@@ -297,8 +298,9 @@ class Module:
     def train(self, mode=True):
         if not isinstance(mode, bool):
             raise ValueError(f"training mode is expected to be boolean, got {mode!r}")
-        for module in self.modules():
-            object.__setattr__(module, "training", mode)
+        object.__setattr__(self, "training", mode)
+        for module in self.children():  # through each child's train(), so subclasses can override it
+            module.train(mode)
         return self
 
     def eval(self):
@@ -395,7 +397,8 @@ class Module:
         """
         if keep_vars:
             return OrderedDict(self._state_items(prefix))
-        return OrderedDict((key, np.array(move_array(t.data, "cpu"), copy=True)) for key, t in self._state_items(prefix))
+        return OrderedDict((key, np.array(move_array(tensor.data, "cpu"), copy=True))
+                           for key, tensor in self._state_items(prefix))
 
     def load_state_dict(self, state_dict, strict=True):
         """Copies arrays into the parameters and buffers in place.

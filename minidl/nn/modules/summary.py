@@ -43,23 +43,27 @@ def _record_rows(model, batch):
 
 
 def summarize(model, input_shape, batch_size=2, dtype=None, device=None):
+    """The summary table as text; ``input_shape`` excludes the batch dimension."""
+    input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     first = next(model.parameters(), None)
     if dtype is None:
         dtype = first.dtype if first is not None else dtypes.get_default_dtype()
     if device is None and first is not None:
         device = first.device
-    batch = creation.zeros((batch_size,) + tuple(input_shape), dtype=dtype, device=device)
+    batch = creation.zeros((batch_size,) + input_shape, dtype=dtype, device=device)
     rows = _record_rows(model, batch)
     headers = ("Layer (name)", "Type", "Output shape", "Param #")
     table = [headers] + [(name, kind, shape, f"{count:,}") for name, kind, shape, count in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
 
-    def line(row):
-        return "  ".join(cell.ljust(width) if i < 3 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+    def line(row):  # text columns left-aligned, the count right-aligned
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths)]
+        return "  ".join(cells + [row[3].rjust(widths[3])])
+
     rule = "=" * len(line(headers))
     total = model.num_parameters()
     trainable = model.num_parameters(trainable_only=True)
-    lines = [f"{type(model).__name__} on input {(None,) + tuple(input_shape)}", rule, line(headers), rule]
+    lines = [f"{type(model).__name__} on input {(None,) + input_shape}", rule, line(headers), rule]
     lines += [line(row) for row in table[1:]]
     lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
               f"Non-trainable params: {total - trainable:,}", rule]

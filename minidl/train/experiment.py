@@ -1,0 +1,119 @@
+"""What every example script shares: its command line, its data, and the run itself.
+
+An example script states its recipe (model, optimizer, schedule, augmentation) and
+hands the rest to these helpers::
+
+    args = experiment_parser("ResNet-20 on CIFAR-10", epochs=182, batch_size=128, lr=0.1).parse_args()
+    data = load_data(args, "cifar10", train_transform=T.Compose([...]), val_fraction=0.1)
+    model = minidl.models.resnet20(num_classes=data.num_classes)
+    ...
+    run_experiment(args, model, optimizer, scheduler, data)
+"""
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+
+from .. import random as minidl_random
+from ..data import CIFAR10, CIFAR100, DataLoader, FakeData, FashionMNIST, MNIST, random_subset, train_val_split
+from ..data import transforms as T
+from .trainer import Trainer, TrainingDiverged
+
+DATASETS = {
+    "cifar10": (lambda root, train, **kw: CIFAR10(root, train=train), 10, (3, 32, 32)),
+    "cifar100": (lambda root, train, label_type="fine": CIFAR100(root, train=train, label_type=label_type), 100,
+                 (3, 32, 32)),
+    "fashion-mnist": (lambda root, train, **kw: FashionMNIST(root, train=train), 10, (1, 28, 28)),
+    "mnist": (lambda root, train, **kw: MNIST(root, train=train), 10, (1, 28, 28)),
+}
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+
+
+def experiment_parser(description, *, epochs, batch_size, lr, name=None, **extra_defaults):
+    """The options every example has, with the recipe's defaults."""
+    name = name or os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=epochs, help="number of training epochs")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per training step")
+    parser.add_argument("--lr", type=float, default=lr, help="(peak) learning rate")
+    parser.add_argument("--data-dir", default="data", help="folder that holds (or receives) the data set archives")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--out", default=os.path.join("runs", name),
+                        help="folder for checkpoints, history and the curves plot")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.npz")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling, augmentation, dropout")
+    parser.add_argument("--fake-data", action="store_true",
+                        help="train on random images of the data set's shapes (no download needed)")
+    parser.add_argument("--fake-size", type=int, default=256, help="training images with --fake-data")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in logs)")
+    for option, default in extra_defaults.items():
+        parser.add_argument("--" + option.replace("_", "-"), type=type(default), default=default)
+    return parser
+
+
+@dataclass
+class ExperimentData:
+    train: DataLoader
+    val: DataLoader
+    test: DataLoader
+    num_classes: int
+    image_shape: tuple
+
+
+def load_data(args, dataset, train_transform=None, test_transform=None, val_fraction=0.0, subset=None,
+              label_type="fine"):
+    """Train/validation/test loaders for ``dataset`` (or FakeData of its shapes with --fake-data).
+
+    ``val_fraction`` of the training set becomes a seeded validation split; ``subset``
+    keeps a class-balanced subset of that many training images (E14's tiny CIFAR-10).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; valid names are {sorted(DATASETS)}")
+    make, num_classes, image_shape = DATASETS[dataset]
+    if args.fake_data:
+        train_set = FakeData(args.fake_size, image_shape, num_classes, seed=args.seed, train=True)
+        test_set = FakeData(max(args.fake_size // 4, 1), image_shape, num_classes, seed=args.seed, train=False)
+    else:
+        train_set = make(args.data_dir, True, label_type=label_type)
+        test_set = make(args.data_dir, False, label_type=label_type)
+    if subset is not None:
+        train_set = random_subset(train_set, min(subset, len(train_set)), seed=args.seed)
+    val_set = None
+    if val_fraction:
+        train_set, val_set = train_val_split(train_set, val_fraction=val_fraction, seed=args.seed)
+    loader = lambda data, **kw: DataLoader(data, batch_size=args.batch_size, device=args.device, **kw)
+    return ExperimentData(
+        train=loader(train_set, shuffle=True, drop_last=False, transform=train_transform, seed=args.seed),
+        val=loader(val_set, transform=test_transform, seed=args.seed) if val_set is not None else None,
+        test=loader(test_set, transform=test_transform, seed=args.seed),
+        num_classes=num_classes, image_shape=image_shape)
+
+
+def cifar_augmentation(mean=CIFAR10_MEAN, std=CIFAR10_STD):
+    """The standard CIFAR recipe: random 32x32 crop of the image padded by 4, horizontal flip, normalise."""
+    return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.Normalize(mean, std)])
+
+
+def run_experiment(args, model, optimizer, data, scheduler=None, **trainer_options):
+    """Trains, reports test top-1/top-5, and exits with a message if training diverges."""
+    model.to(args.device)
+    trainer = Trainer(model, optimizer, scheduler=scheduler, device=args.device, out_dir=args.out,
+                      progress=not args.no_progress, **trainer_options)
+    print(f"{type(model).__name__}: {sum(p.numel() for p in model.parameters()):,} parameters; "
+          f"{len(data.train)} batches of {args.batch_size} per epoch; writing to {args.out}")
+    try:
+        trainer.fit(data.train, args.epochs, val_loader=data.val, resume=args.resume)
+    except TrainingDiverged as error:
+        print(f"\n{error}", file=sys.stderr)
+        sys.exit(1)
+    test = trainer.evaluate(data.test, "test")
+    print("test: " + ", ".join(f"{key[5:]} {value:.4f}" if "loss" in key else f"{key[5:]} {100 * value:.2f}%"
+                               for key, value in test.items()))
+    return trainer, test
+
+
+def seed_everything(seed):
+    """Seeds minidl's generator (initialisation and dropout)."""
+    minidl_random.manual_seed(seed)
