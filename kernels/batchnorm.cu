@@ -8,12 +8,16 @@
 //   dbeta  = sum g'            dgamma = sum g' * xhat
 //   dx     = gamma * invstd * (g' - dbeta/M - xhat * dgamma/M)
 //
-// Kernels:
-//   bn_stats_*          one block per channel: mean, then var = mean((x - mean)^2) (two passes
-//                       over the channel: exact where a one-pass sum of squares cancels badly)
-//   bn_apply_*          elementwise y = (x - mean)*invstd*gamma + beta (+ ReLU); also the
-//                       inference path with the running statistics
-//   bn_backward_reduce_*   one block per channel: dbeta and dgamma
+// Kernels (each channel's M values are cut into `slices` chunks, one block per (channel,
+// chunk), so that even a layer with few channels fills the GPU):
+//   bn_stats_partial_*     per chunk: its mean and M2 = sum (x - chunk mean)^2 (two passes over
+//                          the chunk, which is small enough to stay in cache)
+//   bn_stats_finalize_*    per channel: merges the chunks (Chan et al.'s pairwise update) into
+//                          mean and biased var; exact where one-pass sums of squares cancel
+//   bn_apply_*             elementwise y = (x - mean)*invstd*gamma + beta (+ ReLU); also the
+//                          inference path with the running statistics
+//   bn_backward_partial_*  per chunk: sum g' and sum g' * (x - mean)
+//   bn_backward_finalize_* per channel: dbeta and dgamma from the chunk sums
 //   bn_backward_apply_*    elementwise dx from the closed form
 #include "common.cuh"
 
@@ -23,24 +27,57 @@ __device__ __forceinline__ long long channel_element(long long i, int c, int C, 
     return (n * C + c) * HW + (i - n * HW);
 }
 
+// The chunk [begin, end) of channel c's M values that block (c, slice) owns.
+__device__ __forceinline__ void chunk_bounds(long long M, int slices, int slice, long long* begin, long long* end) {
+    long long size = (M + slices - 1) / slices;
+    *begin = size * slice;
+    *end = *begin + size < M ? *begin + size : M;
+}
+
 template <typename T>
-__device__ void bn_stats(const T* x, T* mean_out, T* var_out, int N, int C, long long HW) {
+__device__ void bn_stats_partial(const T* x, T* partial_mean, T* partial_m2, int N, int C, long long HW,
+                                 int slices) {
     extern __shared__ __align__(16) unsigned char shared_bytes[];
     T* scratch = reinterpret_cast<T*>(shared_bytes);
-    int c = blockIdx.x;
-    long long M = (long long)N * HW;
+    int c = blockIdx.x / slices, slice = blockIdx.x % slices;
+    long long begin, end;
+    chunk_bounds((long long)N * HW, slices, slice, &begin, &end);
     T sum = T(0);
-    for (long long i = threadIdx.x; i < M; i += blockDim.x) sum += x[channel_element(i, c, C, HW)];
-    T mean = block_sum(sum, scratch) / T(M);
+    for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) sum += x[channel_element(i, c, C, HW)];
+    long long count = end > begin ? end - begin : 0;
+    T mean = count > 0 ? block_sum(sum, scratch) / T(count) : T(0);
     T squares = T(0);
-    for (long long i = threadIdx.x; i < M; i += blockDim.x) {
+    for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
         T d = x[channel_element(i, c, C, HW)] - mean;
         squares += d * d;
     }
-    T var = block_sum(squares, scratch) / T(M);
+    T m2 = count > 0 ? block_sum(squares, scratch) : T(0);
     if (threadIdx.x == 0) {
+        partial_mean[blockIdx.x] = mean;
+        partial_m2[blockIdx.x] = m2;
+    }
+}
+
+// Chan et al.: merging (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b) gives
+//   n = n_a + n_b,  mean = mean_a + d n_b / n,  M2 = M2_a + M2_b + d^2 n_a n_b / n,  d = mean_b - mean_a.
+template <typename T>
+__device__ void bn_stats_finalize(const T* partial_mean, const T* partial_m2, T* mean_out, T* var_out, int N, int C,
+                                  long long HW, int slices) {
+    long long M = (long long)N * HW;
+    GRID_STRIDE_LOOP(c, C) {
+        T n = T(0), mean = T(0), m2 = T(0);
+        for (int slice = 0; slice < slices; ++slice) {
+            long long begin, end;
+            chunk_bounds(M, slices, slice, &begin, &end);
+            if (end <= begin) continue;
+            T n_b = T(end - begin), mean_b = partial_mean[c * slices + slice];
+            T total = n + n_b, d = mean_b - mean;
+            mean += d * n_b / total;
+            m2 += partial_m2[c * slices + slice] + d * d * n * n_b / total;
+            n = total;
+        }
         mean_out[c] = mean;
-        var_out[c] = var;
+        var_out[c] = m2 / T(M);
     }
 }
 
@@ -54,26 +91,41 @@ __device__ void bn_apply(const T* x, const T* mean, const T* invstd, const T* ga
     }
 }
 
-// y may be null when relu == 0.
+// y is read only when relu != 0.
 template <typename T>
-__device__ void bn_backward_reduce(const T* x, const T* g, const T* y, const T* mean, const T* invstd,
-                                   T* dgamma, T* dbeta, int N, int C, long long HW, int relu) {
+__device__ void bn_backward_partial(const T* x, const T* g, const T* y, const T* mean, T* partial_g, T* partial_gx,
+                                    int N, int C, long long HW, int relu, int slices) {
     extern __shared__ __align__(16) unsigned char shared_bytes[];
     T* scratch = reinterpret_cast<T*>(shared_bytes);
-    int c = blockIdx.x;
-    long long M = (long long)N * HW;
-    T sum_g = T(0), sum_gxhat = T(0);
-    for (long long i = threadIdx.x; i < M; i += blockDim.x) {
+    int c = blockIdx.x / slices, slice = blockIdx.x % slices;
+    long long begin, end;
+    chunk_bounds((long long)N * HW, slices, slice, &begin, &end);
+    T sum_g = T(0), sum_gx = T(0);
+    for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
         long long k = channel_element(i, c, C, HW);
         T gk = (relu && y[k] <= T(0)) ? T(0) : g[k];
         sum_g += gk;
-        sum_gxhat += gk * (x[k] - mean[c]);
+        sum_gx += gk * (x[k] - mean[c]);
     }
     T total_g = block_sum(sum_g, scratch);
-    T total_gxhat = block_sum(sum_gxhat, scratch) * invstd[c];
+    T total_gx = block_sum(sum_gx, scratch);
     if (threadIdx.x == 0) {
-        dbeta[c] = total_g;
-        dgamma[c] = total_gxhat;
+        partial_g[blockIdx.x] = total_g;
+        partial_gx[blockIdx.x] = total_gx;
+    }
+}
+
+template <typename T>
+__device__ void bn_backward_finalize(const T* partial_g, const T* partial_gx, const T* invstd, T* dgamma, T* dbeta,
+                                     int C, int slices) {
+    GRID_STRIDE_LOOP(c, C) {
+        T sum_g = T(0), sum_gx = T(0);
+        for (int slice = 0; slice < slices; ++slice) {
+            sum_g += partial_g[c * slices + slice];
+            sum_gx += partial_gx[c * slices + slice];
+        }
+        dbeta[c] = sum_g;
+        dgamma[c] = sum_gx * invstd[c];  // sum g' * xhat
     }
 }
 
@@ -90,25 +142,35 @@ __device__ void bn_backward_apply(const T* x, const T* g, const T* y, const T* m
     }
 }
 
-#define BN_INSTANTIATE(T, suffix)                                                                       \
-    extern "C" __global__ void bn_stats_##suffix(const T* x, T* mean, T* var, int N, int C, long long HW) { \
-        bn_stats(x, mean, var, N, C, HW);                                                               \
-    }                                                                                                   \
-    extern "C" __global__ void bn_apply_##suffix(const T* x, const T* mean, const T* invstd, const T* gamma, \
-                                                 const T* beta, T* y, long long total, int C, long long HW,  \
-                                                 int relu) {                                            \
-        bn_apply(x, mean, invstd, gamma, beta, y, total, C, HW, relu);                                  \
-    }                                                                                                   \
-    extern "C" __global__ void bn_backward_reduce_##suffix(const T* x, const T* g, const T* y, const T* mean, \
-                                                           const T* invstd, T* dgamma, T* dbeta, int N, int C, \
-                                                           long long HW, int relu) {                    \
-        bn_backward_reduce(x, g, y, mean, invstd, dgamma, dbeta, N, C, HW, relu);                       \
-    }                                                                                                   \
-    extern "C" __global__ void bn_backward_apply_##suffix(const T* x, const T* g, const T* y, const T* mean, \
-                                                          const T* invstd, const T* gamma, const T* dgamma,  \
+#define BN_INSTANTIATE(T, suffix)                                                                         \
+    extern "C" __global__ void bn_stats_partial_##suffix(const T* x, T* partial_mean, T* partial_m2, int N, int C, \
+                                                         long long HW, int slices) {                             \
+        bn_stats_partial(x, partial_mean, partial_m2, N, C, HW, slices);                                      \
+    }                                                                                                         \
+    extern "C" __global__ void bn_stats_finalize_##suffix(const T* partial_mean, const T* partial_m2, T* mean,  \
+                                                          T* var, int N, int C, long long HW, int slices) {      \
+        bn_stats_finalize(partial_mean, partial_m2, mean, var, N, C, HW, slices);                              \
+    }                                                                                                         \
+    extern "C" __global__ void bn_apply_##suffix(const T* x, const T* mean, const T* invstd, const T* gamma,    \
+                                                 const T* beta, T* y, long long total, int C, long long HW,    \
+                                                 int relu) {                                                  \
+        bn_apply(x, mean, invstd, gamma, beta, y, total, C, HW, relu);                                        \
+    }                                                                                                         \
+    extern "C" __global__ void bn_backward_partial_##suffix(const T* x, const T* g, const T* y, const T* mean,  \
+                                                            T* partial_g, T* partial_gx, int N, int C,         \
+                                                            long long HW, int relu, int slices) {             \
+        bn_backward_partial(x, g, y, mean, partial_g, partial_gx, N, C, HW, relu, slices);                    \
+    }                                                                                                         \
+    extern "C" __global__ void bn_backward_finalize_##suffix(const T* partial_g, const T* partial_gx,          \
+                                                             const T* invstd, T* dgamma, T* dbeta, int C,     \
+                                                             int slices) {                                    \
+        bn_backward_finalize(partial_g, partial_gx, invstd, dgamma, dbeta, C, slices);                        \
+    }                                                                                                         \
+    extern "C" __global__ void bn_backward_apply_##suffix(const T* x, const T* g, const T* y, const T* mean,    \
+                                                          const T* invstd, const T* gamma, const T* dgamma,    \
                                                           const T* dbeta, T* dx, long long total, int N, int C, \
-                                                          long long HW, int relu) {                     \
-        bn_backward_apply(x, g, y, mean, invstd, gamma, dgamma, dbeta, dx, total, N, C, HW, relu);      \
+                                                          long long HW, int relu) {                           \
+        bn_backward_apply(x, g, y, mean, invstd, gamma, dgamma, dbeta, dx, total, N, C, HW, relu);            \
     }
 
 BN_INSTANTIATE(float, f32)

@@ -204,9 +204,10 @@ def set_tf32(enabled):
     cupy = cupy_if_imported()
     if cupy is not None:
         from cupy._core import _routines_linalg as linalg
-        compute_type = linalg.COMPUTE_TYPE_TF32 if _tf32 else linalg.COMPUTE_TYPE_DEFAULT
+        # CuPy's compute-type enum (cupy/_core/_routines_linalg.pxd): DEFAULT = 1, TF32 = 7
+        tf32, default = getattr(linalg, "COMPUTE_TYPE_TF32", 7), getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
+        compute_type = tf32 if _tf32 else default
         linalg.set_compute_type(np.float32, compute_type)
-        linalg.set_compute_type(np.complex64, compute_type)
 
 
 def tf32_enabled():

@@ -98,6 +98,7 @@ class Function:
         output = Tensor._from_array(output_array, requires_grad=record)
         if record:
             fn.inputs = inputs
+            fn.input_versions = tuple(getattr(x, "_version", None) for x in inputs)
             output._ctx = fn
         return output
 
@@ -161,6 +162,7 @@ def backward(root, grad_output, retain_graph=False):
             if not retain_graph:
                 fn.release()
             continue
+        _check_saved_inputs_unchanged(fn)
         if _profiler is None:
             input_grads = _as_tuple(fn.backward(grad))
         else:
@@ -186,6 +188,20 @@ def backward(root, grad_output, retain_graph=False):
                 pending[tensor._ctx] = input_grad if previous is None else previous + input_grad
         if not retain_graph:
             fn.release()
+
+
+def _check_saved_inputs_unchanged(fn):
+    """Raises if an input array that ``fn`` saved for backward was changed in place since forward
+    (its gradient would silently use the new values)."""
+    for index, (tensor, version) in enumerate(zip(fn.inputs, fn.input_versions)):
+        if version is None or tensor._version == version:
+            continue
+        if any(saved is tensor.data for saved in vars(fn).values()):
+            raise RuntimeError(
+                f"one of the tensors needed for gradient computation has been modified by an in-place "
+                f"operation: input {index} of {fn.name} (shape {tensor.shape}) changed after the forward "
+                "pass. Do the in-place change after backward(), or use an out-of-place op (x = x * 2)."
+            )
 
 
 def _accumulate_into_grad(tensor, grad, Tensor):

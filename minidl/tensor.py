@@ -34,6 +34,7 @@ def _to_array(data, dtype=None):
 
 class Tensor:
     __array_priority__ = 1000  # NumPy scalars defer to Tensor's reflected operators
+    _version = 0  # bumped by every in-place change, so backward can tell saved data went stale
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
         array = _to_array(data, dtype)
@@ -48,6 +49,8 @@ class Tensor:
     @classmethod
     def _from_array(cls, array, requires_grad=False):
         """Wraps an array that is already of the right dtype and device (no copy)."""
+        if isinstance(array, np.generic):  # NumPy reductions return scalars: keep .data an ndarray
+            array = np.asarray(array)
         tensor = cls.__new__(cls)
         tensor.data, tensor.grad, tensor._ctx, tensor._retains_grad = array, None, None, False
         tensor._requires_grad = requires_grad
@@ -241,6 +244,7 @@ class Tensor:
 
     def zero_(self):
         self.data[...] = 0
+        self._version += 1
         return self
 
     # ------------------------------------------------------------------ arithmetic
@@ -346,8 +350,9 @@ class Tensor:
     def neg(self):
         return -self
 
-    # In-place arithmetic changes the data of a tensor that no graph depends on
-    # (parameter updates under no_grad, accumulators): autograd does not track it.
+    # In-place ops change the data without recording anything, so they are for tensors whose
+    # gradient is not being recorded (parameter updates under no_grad, accumulators).  Each one
+    # bumps ``_version``: backward refuses to use an array a Function saved if it changed since.
     def _check_inplace(self):
         if self.requires_grad and autograd.is_grad_enabled():
             raise RuntimeError(
@@ -359,6 +364,7 @@ class Tensor:
         self._check_inplace()
         value = other.data if isinstance(other, Tensor) else other
         op(self.data, value, out=self.data, casting="unsafe")
+        self._version += 1
         return self
 
     # ``out += identity`` on a graph tensor (a ResNet block) is recorded as ``out = out + identity``:
@@ -396,14 +402,17 @@ class Tensor:
     def clamp_(self, min=None, max=None):
         self._check_inplace()
         get_array_module(self.data).clip(self.data, min, max, out=self.data)
+        self._version += 1
         return self
 
     def copy_(self, source):
         self.data[...] = move_array(_to_array(source), self.device)
+        self._version += 1
         return self
 
     def fill_(self, value):
         self.data[...] = value
+        self._version += 1
         return self
 
     # ------------------------------------------------------------------ comparisons (no gradient)
@@ -518,8 +527,8 @@ class Tensor:
             return Tensor._from_array(self.data.argmin())
         return Tensor._from_array(get_array_module(self.data).argmin(self.data, axis=dim, keepdims=keepdim))
 
-    def topk(self, k, dim=-1, largest=True):
-        """(values, indices) of the k largest entries along ``dim`` (no gradient), sorted."""
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """(values, indices) of the k largest entries along ``dim`` (no gradient), always sorted."""
         xp = get_array_module(self.data)
         keys = -self.data if largest else self.data
         indices = xp.argsort(keys, axis=dim, kind="stable")
@@ -587,6 +596,7 @@ class Tensor:
     def __setitem__(self, index, value):
         self._check_inplace()
         self.data[_array_index(index)] = value.data if isinstance(value, Tensor) else value
+        self._version += 1
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))

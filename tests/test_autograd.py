@@ -241,3 +241,21 @@ def test_set_grad_enabled_as_a_call_and_as_a_context():
     with minidl.set_grad_enabled(False):
         assert not minidl.is_grad_enabled()
     assert minidl.is_grad_enabled()
+
+
+def test_inplace_change_of_a_saved_input_before_backward_raises():
+    w = leaf([1.0, 2.0])
+    x = minidl.tensor([3.0, 4.0], dtype=minidl.float64)
+    loss = (w * x).sum()  # Mul saved x's array for dL/dw
+    x.mul_(10)
+    with pytest.raises(RuntimeError, match=r"modified by an in-place operation: input 1 of Mul"):
+        loss.backward()
+    loss = (w * x).sum()
+    with minidl.no_grad():
+        w -= 0.5  # an SGD step before backward: Mul needs w for dL/dx... and x does not need grad
+    loss.backward()  # nothing that backward reads changed: fine
+    assert w.grad.tolist() == [30.0, 40.0]
+    y = w + x  # Add saves no inputs: changing them in place is harmless, as in PyTorch
+    x[0] = 0.0
+    y.sum().backward()
+    assert w.grad.tolist() == [31.0, 41.0]

@@ -2,10 +2,14 @@
 
 Tests marked ``gpu`` skip where CuPy or a GPU is missing (tests/conftest.py).  Each kernel is
 compared with the generic code it replaces run through CuPy *and* through NumPy on the CPU,
-on random inputs whose sizes are not multiples of the 256-thread block.  The unmarked tests
-run everywhere: they pin the reference semantics in minidl.cuda.ops to PyTorch (so the GPU
-tests compare the kernels with something known to be right), and check the error a user
-gets from ``.to("cuda")`` without CuPy.
+on random inputs whose sizes are not multiples of the 256-thread block.
+
+The kernel tests run twice: on the GPU (``[cuda]``, marked ``gpu``) and, everywhere, on the
+CPU emulation of tests/kernel_emulator.py (``[emulated]``: the same .cu source compiled by the
+host C++ compiler, one thread per block), which checks the kernels' index arithmetic and the
+wrappers in CI.  The other unmarked tests pin the reference semantics in minidl.cuda.ops to
+PyTorch (so the kernels are compared with something known to be right), and check the error a
+user gets from ``.to("cuda")`` without CuPy.
 
 float32 tolerances: kernels and the generic path sum in different orders, so results agree
 to a few float32 ulps of the summed magnitude (rtol 1e-5, atol 1e-5); float64 to 1e-12.
@@ -19,21 +23,35 @@ import minidl
 from minidl import amp
 from minidl.cuda import ops
 from minidl.functions import conv
+from tests import kernel_emulator
 from tests.helpers import torch_or_skip
 
 gpu = pytest.mark.gpu
 TOLERANCE = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
-def _cupy():
-    import cupy
-    return cupy
+def _host(array):
+    return array.get() if hasattr(array, "get") else np.asarray(array)  # CuPy arrays copy back with .get()
+
+
+@pytest.fixture(scope="session")
+def emulated_kernels(tmp_path_factory):
+    if kernel_emulator.host_compiler() is None:
+        pytest.skip("no host C++ compiler to emulate the CUDA kernels")
+    return kernel_emulator.build(tmp_path_factory.mktemp("emulated_kernels"))
+
+
+@pytest.fixture(params=["emulated", pytest.param("cuda", marks=gpu)])
+def cupy(request, monkeypatch):
+    """The array module the kernel tests use: real CuPy on a GPU, or NumPy driving the CPU builds."""
+    if request.param == "cuda":
+        import cupy
+        return cupy
+    return kernel_emulator.emulated_cupy(monkeypatch, request.getfixturevalue("emulated_kernels"))
 
 
 def _close(actual, expected, dtype=np.float32, what="value", **override):
-    cupy = _cupy()
-    actual = cupy.asnumpy(actual) if isinstance(actual, cupy.ndarray) else np.asarray(actual)
-    expected = cupy.asnumpy(expected) if isinstance(expected, cupy.ndarray) else np.asarray(expected)
+    actual, expected = _host(actual), _host(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_allclose(actual, expected, err_msg=what, **{**TOLERANCE[np.dtype(dtype).type], **override})
 
@@ -164,7 +182,7 @@ def test_importing_cuda_and_amp_does_not_import_cupy():
     assert result.stdout.strip() == "False"
 
 
-# ====================================================================== GPU: kernels
+# ====================================================================== kernels, on the GPU and emulated on the CPU
 CONV_CASES = [  # x shape, kernel, stride, padding (top, bottom, left, right), dilation
     ((2, 3, 7, 9), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     ((3, 5, 11, 10), (3, 2), (2, 1), (1, 0, 2, 1), (1, 2)),
@@ -173,17 +191,15 @@ CONV_CASES = [  # x shape, kernel, stride, padding (top, bottom, left, right), d
 ]
 
 
-@gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, kernel, stride, padding, dilation", CONV_CASES)
-def test_im2col_and_col2im_kernels_match_generic_path(rng, dtype, shape, kernel, stride, padding, dilation):
-    cupy = _cupy()
+def test_im2col_and_col2im_kernels_match_generic_path(cupy, rng, dtype, shape, kernel, stride, padding, dilation):
     x = rng.standard_normal(shape).astype(dtype)
     cols_cpu = conv.im2col(x, kernel, stride, padding, dilation)
     cols_generic_gpu = conv.im2col(cupy.asarray(x), kernel, stride, padding, dilation)
     cols_kernel = ops.im2col_gpu(cupy.asarray(x), kernel, stride, padding, dilation)
-    np.testing.assert_array_equal(cupy.asnumpy(cols_kernel), cols_cpu)  # a copy: bit-exact
-    np.testing.assert_array_equal(cupy.asnumpy(cols_kernel), cupy.asnumpy(cols_generic_gpu))
+    np.testing.assert_array_equal(_host(cols_kernel), cols_cpu)  # a copy: bit-exact
+    np.testing.assert_array_equal(_host(cols_kernel), _host(cols_generic_gpu))
     g = rng.standard_normal(cols_cpu.shape).astype(dtype)
     dx_cpu = conv.col2im(g, shape, kernel, stride, padding, dilation)
     dx_kernel = ops.col2im_gpu(cupy.asarray(g), shape, kernel, stride, padding, dilation)
@@ -191,12 +207,14 @@ def test_im2col_and_col2im_kernels_match_generic_path(rng, dtype, shape, kernel,
     _close(dx_kernel, conv.col2im(cupy.asarray(g), shape, kernel, stride, padding, dilation), dtype, "col2im vs CuPy")
 
 
-@gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape, relu", [((5, 3, 7, 9), False), ((3, 6, 13, 11), True), ((37, 300), False)])
-def test_batch_norm_kernels_match_generic_path(rng, dtype, shape, relu):
-    cupy = _cupy()
-    x = (rng.standard_normal(shape) * 2 + 3).astype(dtype)
+@pytest.mark.parametrize("shape, relu, chunk", [((5, 3, 7, 9), False, None), ((3, 6, 13, 11), True, None),
+                                                ((37, 300), False, None), ((8, 3, 37, 41), True, None),
+                                                ((5, 3, 7, 9), False, 7), ((6, 2, 5, 5), True, 4)])
+def test_batch_norm_kernels_match_generic_path(cupy, rng, monkeypatch, dtype, shape, relu, chunk):
+    if chunk is not None:  # many small chunks per channel: exercises the merge of partial statistics
+        monkeypatch.setattr(ops, "_BN_CHUNK", chunk)
+    x = (rng.standard_normal(shape) * 2 + 30).astype(dtype)  # a large mean: one-pass sums of squares would cancel
     gamma, beta = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
     g = rng.standard_normal(shape).astype(dtype)
     y, mean, var, invstd = ops.batch_norm_forward_gpu(cupy.asarray(x), cupy.asarray(gamma), cupy.asarray(beta), 1e-5, relu)
@@ -209,25 +227,23 @@ def test_batch_norm_kernels_match_generic_path(rng, dtype, shape, relu):
                                               training=True)
     _close(y, generic.data if not relu else cupy.maximum(generic.data, 0), dtype, "y vs generic CuPy")
     grads = ops.batch_norm_backward_gpu(cupy.asarray(g), cupy.asarray(x), y, cupy.asarray(gamma), mean, invstd, relu)
-    expected_grads = ops.batch_norm_backward_reference(g, x, cupy.asnumpy(y), gamma, cupy.asnumpy(mean),
-                                                       cupy.asnumpy(invstd), relu)
+    expected_grads = ops.batch_norm_backward_reference(g, x, _host(y), gamma, _host(mean),
+                                                       _host(invstd), relu)
     for ours, theirs, what in zip(grads, expected_grads, ("dx", "dgamma", "dbeta")):
         _close(ours, theirs, dtype, what, atol=1e-4 if dtype == np.float32 else 1e-11)
     running = ops.batch_norm_inference_gpu(cupy.asarray(x), mean, var, cupy.asarray(gamma), cupy.asarray(beta), 1e-5, relu)
     _close(running, y, dtype, "inference with the batch statistics")
 
 
-@gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1))])
-def test_max_pool_kernels_match_generic_path(rng, dtype, kernel, stride, padding):
-    cupy = _cupy()
+def test_max_pool_kernels_match_generic_path(cupy, rng, dtype, kernel, stride, padding):
     x = rng.standard_normal((3, 5, 13, 11)).astype(dtype)
     x[0, 0, :3, :3] = 0.5  # ties
     y, indices = ops.max_pool2d_forward_gpu(cupy.asarray(x), kernel, stride, padding)
     y_ref, indices_ref = ops.max_pool2d_forward_reference(x, kernel, stride, padding)
-    np.testing.assert_array_equal(cupy.asnumpy(y), y_ref)
-    np.testing.assert_array_equal(cupy.asnumpy(indices), indices_ref)
+    np.testing.assert_array_equal(_host(y), y_ref)
+    np.testing.assert_array_equal(_host(indices), indices_ref)
     g = rng.standard_normal(y.shape).astype(dtype)
     dx = ops.max_pool2d_backward_gpu(cupy.asarray(g), indices, x.shape, kernel, stride, padding)
     _close(dx, ops.max_pool2d_backward_reference(g, indices_ref, x.shape), dtype, "dx vs reference")
@@ -238,11 +254,9 @@ def test_max_pool_kernels_match_generic_path(rng, dtype, kernel, stride, padding
         _close(dx, device_x.grad.data, dtype, "dx vs generic")
 
 
-@gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows, classes, smoothing", [(7, 10, 0.0), (130, 1000, 0.1), (3, 300, 0.0)])
-def test_softmax_cross_entropy_kernels_match_generic_path(rng, dtype, rows, classes, smoothing):
-    cupy = _cupy()
+def test_softmax_cross_entropy_kernels_match_generic_path(cupy, rng, dtype, rows, classes, smoothing):
     logits = (rng.standard_normal((rows, classes)) * 5).astype(dtype)
     target = rng.integers(0, classes, rows)
     target[rows // 2] = -100
@@ -254,6 +268,9 @@ def test_softmax_cross_entropy_kernels_match_generic_path(rng, dtype, rows, clas
     dx = ops.softmax_cross_entropy_backward_gpu(cupy.asarray(logits), cupy.asarray(target), lse, cupy.asarray(g),
                                                 smoothing)
     _close(dx, ops.softmax_cross_entropy_backward_reference(logits, target, lse_ref, g, smoothing), dtype, "dx")
+    dx_mean = ops.softmax_cross_entropy_backward_gpu(cupy.asarray(logits), cupy.asarray(target), lse, 0.25, smoothing)
+    _close(dx_mean, ops.softmax_cross_entropy_backward_reference(logits, target, lse_ref, np.full(rows, 0.25, dtype),
+                                                                  smoothing), dtype, "dx with one scalar gradient")
     # the generic loss (mean over the non-ignored rows) on the GPU and the CPU
     kept = target != -100
     for device_logits, device_target in ((logits, target), (cupy.asarray(logits), cupy.asarray(target))):
@@ -262,34 +279,30 @@ def test_softmax_cross_entropy_kernels_match_generic_path(rng, dtype, rows, clas
         _close(cupy.asarray(generic.data), loss.sum() / kept.sum(), dtype, "mean loss vs generic")
 
 
-@gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dropout_kernels_reproduce_the_philox_reference(dtype):
-    cupy = _cupy()
+def test_dropout_kernels_reproduce_the_philox_reference(cupy, dtype):
     shape, p, seed = (7, 13, 33), 0.3, 987654321123
     keep = ops.dropout_mask_gpu(shape, p, seed=seed, offset=3)
     expected = (ops.dropout_uniform_reference(int(np.prod(shape)), seed, offset=3) >= p).reshape(shape)
-    np.testing.assert_array_equal(cupy.asnumpy(keep).astype(bool), expected)
+    np.testing.assert_array_equal(_host(keep).astype(bool), expected)
     x = cupy.asarray(np.random.default_rng(0).standard_normal(shape).astype(dtype))
     y, keep2 = ops.dropout_forward_gpu(x, p, seed=seed, offset=3)
-    np.testing.assert_array_equal(cupy.asnumpy(keep2), cupy.asnumpy(keep))
-    _close(y, cupy.asnumpy(x) * expected / (1 - p), dtype, "y")
+    np.testing.assert_array_equal(_host(keep2), _host(keep))
+    _close(y, _host(x) * expected / (1 - p), dtype, "y")
     _close(ops.dropout_backward_gpu(x, keep, p), y, dtype, "dx = g * keep / (1 - p)")
     minidl.manual_seed(5)
     first = ops.dropout_mask_gpu(shape, p)
     minidl.manual_seed(5)
-    np.testing.assert_array_equal(cupy.asnumpy(ops.dropout_mask_gpu(shape, p)), cupy.asnumpy(first))
+    np.testing.assert_array_equal(_host(ops.dropout_mask_gpu(shape, p)), _host(first))
 
 
 def _random_params(rng, dtype, shapes=((3, 5), (257,), (1,), (16, 3, 3, 3))):
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
-@gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("momentum, weight_decay, nesterov", [(0.0, 0.0, False), (0.9, 5e-4, False), (0.9, 1e-3, True)])
-def test_fused_sgd_matches_per_tensor_updates(rng, dtype, momentum, weight_decay, nesterov):
-    cupy = _cupy()
+def test_fused_sgd_matches_per_tensor_updates(cupy, rng, dtype, momentum, weight_decay, nesterov):
     params = _random_params(rng, dtype)
     bufs = [np.zeros_like(p) for p in params]
     gpu_params, gpu_bufs = [cupy.asarray(p) for p in params], [cupy.asarray(b) for b in bufs]
@@ -303,11 +316,9 @@ def test_fused_sgd_matches_per_tensor_updates(rng, dtype, momentum, weight_decay
             _close(ours, theirs, dtype, f"param after step {step}")
 
 
-@gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("decoupled, amsgrad", [(False, False), (True, False), (False, True)])
-def test_fused_adam_matches_per_tensor_updates(rng, dtype, decoupled, amsgrad):
-    cupy = _cupy()
+def test_fused_adam_matches_per_tensor_updates(cupy, rng, dtype, decoupled, amsgrad):
     params = _random_params(rng, dtype)
     state = [[np.zeros_like(p) for p in params] for _ in range(3)]
     gpu_params = [cupy.asarray(p) for p in params]
@@ -323,12 +334,19 @@ def test_fused_adam_matches_per_tensor_updates(rng, dtype, decoupled, amsgrad):
             _close(ours, theirs, dtype, f"param after step {step}")
 
 
-@gpu
-def test_bf16_conversion_kernel_and_low_precision_gemms(rng):
-    cupy = _cupy()
+def test_bf16_conversion_kernel_matches_the_rounding_reference(cupy, rng):
     x = (rng.standard_normal(1000) * 10.0 ** rng.integers(-20, 20, 1000)).astype(np.float32)
-    bits = ops.float_to_bf16_bits_gpu(cupy.asarray(x))
-    np.testing.assert_array_equal(cupy.asnumpy(bits).astype(np.uint32) << 16, amp.round_to_bfloat16(x).view(np.uint32))
+    x[:4] = [np.nan, np.inf, 1 + 2**-8, 1 + 3 * 2**-8]
+    bits = _host(ops.float_to_bf16_bits_gpu(cupy.asarray(x)))
+    assert bits.dtype == np.uint16
+    widened = (bits.astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_array_equal(widened[1:], amp.round_to_bfloat16(x)[1:])
+    assert np.isnan(widened[0])
+
+
+@gpu
+def test_low_precision_gemms_on_gpu_match_the_emulation(rng):
+    import cupy
     a = rng.standard_normal((2, 37, 70)).astype(np.float32)
     b = rng.standard_normal((70, 19)).astype(np.float32)
     for compute_dtype in ("bfloat16", "float16"):

@@ -6,7 +6,7 @@ NumPy generator seeded by hypothesis, kept away from the points where an op is n
 """
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minidl
@@ -50,6 +50,7 @@ binary_ops = {
 
 
 @pytest.mark.parametrize("name", binary_ops)
+@settings(max_examples=30)
 @given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3), seed=seeds)
 def test_binary_ops_with_broadcasting(name, shapes, seed):
     a_shape, b_shape = shapes.input_shapes
@@ -81,6 +82,7 @@ matmul_shape_pairs = st.sampled_from([
 ])
 
 
+@settings(max_examples=30)
 @given(shapes=matmul_shape_pairs, seed=seeds)
 def test_matmul(shapes, seed):
     a, b = leaf(values(seed, shapes[0])), leaf(values(seed + 1, shapes[1]))
@@ -137,6 +139,7 @@ def shape_and_dim(draw):
 
 
 @pytest.mark.parametrize("name", ["sum", "mean", "var", "var_biased", "amax"])
+@settings(max_examples=30)
 @given(case=shape_and_dim(), seed=seeds)
 def test_reductions(name, case, seed):
     shape, dim, keepdim = case
@@ -243,6 +246,7 @@ def basic_indices(draw, shape):
     return tuple(parts)
 
 
+@settings(max_examples=30)
 @given(shape=nonempty_shapes, seed=seeds, data=st.data())
 def test_getitem_basic(shape, seed, data):
     index = data.draw(basic_indices(shape))
@@ -251,6 +255,7 @@ def test_getitem_basic(shape, seed, data):
     assert gradcheck(lambda x: x[index] * 2, x)
 
 
+@settings(max_examples=30)
 @given(shape=nonempty_shapes, seed=seeds, data=st.data())
 def test_getitem_integer_arrays_with_repeats(shape, seed, data):
     picks = data.draw(st.lists(st.integers(-shape[0], shape[0] - 1), min_size=1, max_size=6))
@@ -270,6 +275,7 @@ def test_getitem_repeated_index_adds_gradients():
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 0.0, 1.0])
 
 
+@settings(max_examples=30)
 @given(shape=nonempty_shapes, seed=seeds)
 def test_getitem_boolean_mask(shape, seed):
     x = leaf(values(seed, shape))
@@ -280,7 +286,8 @@ def test_getitem_boolean_mask(shape, seed):
     assert gradcheck(lambda x: x[row_mask] * 3, x)  # a NumPy mask over the first dim
 
 
-@given(shapes=st.lists(st.integers(1, 3), min_size=1, max_size=4), rest=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
+@given(shapes=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+       rest=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
        seed=seeds, data=st.data())
 def test_cat(shapes, rest, seed, data):
     position = data.draw(st.integers(0, len(rest)))
@@ -335,6 +342,7 @@ def test_composite_mlp_with_shared_subexpressions(seed):
     assert gradcheck(net, x, w, b)
 
 
+@settings(max_examples=30)
 @given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3), seed=seeds)
 def test_where(shapes, seed):
     a_shape, b_shape, condition_shape = shapes.input_shapes
@@ -342,3 +350,28 @@ def test_where(shapes, seed):
     a, b = leaf(values(seed, a_shape)), leaf(values(seed + 1, b_shape))
     assert gradcheck(lambda a, b: minidl.where(condition, a, b) * 2, a, b)
     assert gradcheck(lambda a: a.where(condition, 0.5) ** 2, a)
+
+
+def test_gradcheck_detects_a_wrong_backward():
+    class WrongSquare(minidl.autograd.Function):
+        def forward(self, x):
+            self.x = x
+            return x * x
+
+        def backward(self, g):
+            return g * self.x  # should be 2 * g * x
+
+    with pytest.raises(AssertionError, match="differs from finite differences"):
+        gradcheck(lambda x: WrongSquare.apply(x), leaf([1.0, -2.0]))
+
+
+def test_gradcheck_perturbs_non_contiguous_inputs():
+    x = minidl.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    x.data = x.data.T  # a transposed view: reshape(-1) of it would be a copy
+    assert not x.data.flags.c_contiguous
+    assert gradcheck(lambda x: (x * x).sum(dim=0), x)
+
+
+def test_gradcheck_requires_float64():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(lambda x: x * 2, minidl.tensor([1.0], requires_grad=True))

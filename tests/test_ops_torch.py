@@ -228,7 +228,8 @@ def test_getitem(shape, seed, data):
         compare_with_torch(lambda lib, x: x[:, lib.tensor(columns)] * 2, x, seed=seed)
 
 
-@given(sizes=st.lists(st.integers(1, 3), min_size=1, max_size=4), rest=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
+@given(sizes=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+       rest=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
        seed=seeds, data=st.data())
 def test_cat_and_stack(sizes, rest, seed, data):
     position = data.draw(st.integers(0, len(rest)))

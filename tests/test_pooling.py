@@ -10,17 +10,22 @@ from tests.helpers import assert_close, leaf, torch_or_skip
 
 
 @st.composite
-def pool_cases(draw, max_size=7):
-    """Valid pooling geometry: kernel, stride (None = kernel), padding <= kernel/2, input big enough."""
+def pool_cases(draw, max_size=7, dilation=False):
+    """Valid pooling geometry: kernel, stride (None = kernel), padding <= kernel/2, dilation, ceil_mode."""
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
     padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    dilations = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
     spatial = []
-    for k, p in zip(kernel, padding):
-        smallest = max(1, k - 2 * p)
+    for k, p, d in zip(kernel, padding, dilations):
+        smallest = max(1, d * (k - 1) + 1 - 2 * p)
         spatial.append(draw(st.integers(smallest, max(smallest, max_size))))
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *spatial)
-    return dict(shape=shape, kernel_size=kernel, stride=stride, padding=padding, seed=draw(st.integers(0, 2**16)))
+    case = dict(shape=shape, kernel_size=kernel, stride=stride, padding=padding, ceil_mode=draw(st.booleans()),
+                seed=draw(st.integers(0, 2**16)))
+    if dilation:
+        case["dilation"] = dilations
+    return case
 
 
 def distinct_values(shape, seed):
@@ -47,19 +52,20 @@ def compare_with_torch(op, torch_op, x):
 
 
 def geometry(case):
-    return dict(kernel_size=case["kernel_size"], stride=case["stride"], padding=case["padding"])
+    """The keyword arguments of the pooling call (minidl and torch take the same ones)."""
+    return {key: value for key, value in case.items() if key not in ("shape", "seed")}
 
 
 # ------------------------------------------------------------------ max_pool2d
 @settings(max_examples=30)
-@given(pool_cases())
+@given(pool_cases(dilation=True))
 def test_max_pool2d_gradcheck(case):
     x = distinct_values(case["shape"], case["seed"])
     assert gradcheck(lambda t: max_pool2d(t, **geometry(case)), x)
 
 
 @settings(max_examples=30)
-@given(pool_cases(max_size=10), st.booleans())
+@given(pool_cases(max_size=10, dilation=True), st.booleans())
 def test_max_pool2d_matches_torch(case, with_ties):
     import torch.nn.functional as F
     # Rounded values tie often: the gradient must go to the first arg-max of each window, as in PyTorch.
@@ -95,12 +101,20 @@ def test_avg_pool2d_gradcheck(case, count_include_pad):
 
 
 @settings(max_examples=30)
-@given(pool_cases(max_size=10), st.booleans())
-def test_avg_pool2d_matches_torch(case, count_include_pad):
+@given(pool_cases(max_size=10), st.booleans(), st.sampled_from([None, 1, 3]))
+def test_avg_pool2d_matches_torch(case, count_include_pad, divisor_override):
     import torch.nn.functional as F
     x = random_values(case["shape"], case["seed"])
-    compare_with_torch(lambda t: avg_pool2d(t, **geometry(case), count_include_pad=count_include_pad),
-                       lambda t: F.avg_pool2d(t, **geometry(case), count_include_pad=count_include_pad), x)
+    options = dict(geometry(case), count_include_pad=count_include_pad, divisor_override=divisor_override)
+    compare_with_torch(lambda t: avg_pool2d(t, **options), lambda t: F.avg_pool2d(t, **options), x)
+
+
+def test_ceil_mode_hand_example():
+    """5 inputs, kernel 2, stride 2: floor gives 2 windows, ceil a third that holds only x[4]."""
+    x = leaf(np.arange(5.0).reshape(1, 1, 1, 5))
+    assert max_pool2d(x, (1, 2)).shape == (1, 1, 1, 2)
+    np.testing.assert_array_equal(max_pool2d(x, (1, 2), ceil_mode=True).data, [[[[1.0, 3.0, 4.0]]]])
+    np.testing.assert_array_equal(avg_pool2d(x, (1, 2), ceil_mode=True).data, [[[[0.5, 2.5, 4.0]]]])
 
 
 def test_avg_pool2d_count_include_pad_hand_example():
@@ -175,10 +189,12 @@ def test_pooling_error_messages():
     with pytest.raises(ValueError, match=r"max_pool2d: input of shape \(2, 3, 4, 4\) is too small for "
                                          r"kernel_size=\(5, 5\)"):
         max_pool2d(x, 5)
-    with pytest.raises(ValueError, match=r"kernel_size and stride must be positive"):
+    with pytest.raises(ValueError, match=r"kernel_size, stride and dilation must be positive"):
         max_pool2d(x, 2, stride=0)
     with pytest.raises(ValueError, match=r"kernel_size must be an int or a pair of ints"):
         max_pool2d(x, (2, 2, 2))
+    with pytest.raises(ValueError, match=r"avg_pool2d: divisor_override must be a positive int, got 0"):
+        avg_pool2d(x, 2, divisor_override=0)
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be positive ints, got 0"):
         adaptive_avg_pool2d(x, 0)
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be an int or a pair"):

@@ -84,3 +84,32 @@ def test_resnet20_weights_loaded_from_torch_give_torch_outputs():
     with torch.no_grad():
         torch_out = reference(torch.from_numpy(images))
     assert_close(out, torch_out, rtol=1e-9, atol=1e-12, what="logits with torch-initialised weights")
+
+
+@pytest.mark.parametrize("depth, stem, side", [(18, "imagenet", 64), (50, "cifar", 16)])
+def test_torchvision_resnets_forward_backward_equal_torch(depth, stem, side):
+    """The BasicBlock/Bottleneck ResNets with either stem, one training-mode step in float64 on small images
+    (large enough that layer4's BatchNorm normalises 16 values per channel: over 2 it is ill-conditioned)."""
+    torch = torch_or_skip()
+    from torch_resnets import TorchBasicBlock, TorchBottleneck, TorchResNet, to_torch_state
+    from minidl.models import resnet18, resnet50
+    minidl.manual_seed(depth)
+    model = {18: resnet18, 50: resnet50}[depth](num_classes=10, stem=stem).double()
+    block, layers = {18: (TorchBasicBlock, [2, 2, 2, 2]), 50: (TorchBottleneck, [3, 4, 6, 3])}[depth]
+    reference = TorchResNet(block, layers, num_classes=10, stem=stem).double()
+    reference.load_state_dict(to_torch_state(model.state_dict()))
+    rng = np.random.default_rng(depth)
+    images, labels = rng.standard_normal((4, 3, side, side)), rng.integers(0, 10, size=4)
+
+    loss = F.cross_entropy(model(minidl.tensor(images)), minidl.tensor(labels))
+    loss.backward()
+    torch_loss = torch.nn.functional.cross_entropy(reference(torch.from_numpy(images)), torch.from_numpy(labels))
+    torch_loss.backward()
+    assert_close(loss, torch_loss, rtol=1e-10, what="loss")
+    torch_params = dict(reference.named_parameters())
+    for name, param in model.named_parameters():
+        assert_close(param.grad, torch_params[name].grad, rtol=1e-9, atol=1e-12, what=f"grad of {name}")
+    torch_state = reference.state_dict()
+    for name, value in model.state_dict().items():
+        if name.endswith(("running_mean", "running_var")):
+            assert_close(value, torch_state[name], rtol=1e-10, atol=1e-14, what=name)

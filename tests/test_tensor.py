@@ -297,3 +297,25 @@ def test_dim_out_of_range_raises():
                       lambda: t.mean(dim=(0, -3)), lambda: t.squeeze(2)):
         with pytest.raises(IndexError, match="out of range"):
             operation()
+
+
+def test_data_is_always_an_array_even_for_full_reductions():
+    x = minidl.tensor([[1.0, 2.0], [3.0, 4.0]])
+    for result in (x.sum(), x.mean(), x.var(), x[0, 1], x[0] @ x[1], x.argmax(), x.sum() > 1, x.max()):
+        assert isinstance(result.data, np.ndarray) and result.shape == ()
+        assert isinstance(result.numpy(), np.ndarray)
+    total = x.sum()
+    total += 1  # in place on a 0-d result
+    assert total.item() == 11.0
+
+
+def test_top5_accuracy_idiom():
+    """The usual PyTorch top-k accuracy code runs unchanged."""
+    logits = minidl.tensor([[0.1, 0.9, 0.0, 0.5, 0.3, 0.2], [0.8, 0.1, 0.2, 0.3, 0.4, 0.0]])
+    target = minidl.tensor([3, 5])
+    _, pred = logits.topk(5, 1, True, True)
+    pred = pred.t()
+    correct = pred.eq(target.view(1, -1).expand_as(pred))
+    top1 = correct[:1].reshape(-1).float().sum(0, keepdim=True).mul_(100.0 / 2)
+    top5 = correct[:5].reshape(-1).float().sum(0).item()
+    assert pred[:, 0].tolist() == [1, 3, 4, 5, 0] and top1.tolist() == [0.0] and top5 == 1.0

@@ -36,10 +36,10 @@ def small_cnn(dropout=0.25):
         nn.Flatten(), nn.Dropout(dropout), nn.Linear(16, 4))
 
 
-def make_run(out_dir, seed=0, lr=0.05, scheduler="cosine", epochs=4):
+def make_run(out_dir, seed=0, lr=0.05, scheduler="cosine", epochs=4, model_fn=small_cnn):
     """A model, optimizer, scheduler and loaders that depend only on ``seed``."""
     minidl.manual_seed(seed)
-    model = small_cnn()
+    model = model_fn()
     optimizer = optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     schedulers = {
         "cosine": lambda: optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
@@ -105,7 +105,8 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path):
-    trainer, train, val = make_run(tmp_path, lr=0.0)  # nothing changes, so validation never improves
+    linear = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 4))  # no BatchNorm statistics that could move
+    trainer, train, val = make_run(tmp_path, lr=0.0, model_fn=linear)  # nothing changes: validation never improves
     trainer.early_stopping_patience = 2
     trainer.fit(train, epochs=10, val_loader=val)
     assert len(trainer.history.rows) == 3  # the first epoch sets the best, two more without improvement

@@ -163,6 +163,15 @@ def _bn_shapes(x):
     return N, C, int(np.prod(x.shape[2:], dtype=np.int64))
 
 
+_BN_CHUNK = 2048  # at least this many values per (channel, chunk) block
+_BN_BLOCKS = 1024  # enough blocks to fill a large GPU several times over
+
+
+def _bn_slices(M, C):
+    """How many chunks each channel's M values are cut into for the per-channel reductions."""
+    return max(1, min(-(-M // _BN_CHUNK), -(-_BN_BLOCKS // C)))
+
+
 def _affine(gamma, beta, C, dtype):
     import cupy
     gamma = cupy.ones(C, dtype=dtype) if gamma is None else cupy.ascontiguousarray(gamma, dtype=dtype)
@@ -180,12 +189,18 @@ def batch_norm_forward_gpu(x, gamma, beta, eps, relu=False):
     x = cupy.ascontiguousarray(x)
     N, C, HW = _bn_shapes(x)
     gamma, beta = _affine(gamma, beta, C, x.dtype)
+    slices = _bn_slices(N * HW, C)
+    partial_mean = cupy.empty(C * slices, dtype=x.dtype)
+    partial_m2 = cupy.empty(C * slices, dtype=x.dtype)
     mean = cupy.empty(C, dtype=x.dtype)
     var = cupy.empty(C, dtype=x.dtype)
     suffix = dtype_suffix(x.dtype)
-    get_kernel("batchnorm.cu", f"bn_stats_{suffix}")(
-        (C,), (_THREADS,), (x, mean, var, np.int32(N), np.int32(C), np.int64(HW)),
+    get_kernel("batchnorm.cu", f"bn_stats_partial_{suffix}")(
+        (C * slices,), (_THREADS,), (x, partial_mean, partial_m2, np.int32(N), np.int32(C), np.int64(HW),
+                                     np.int32(slices)),
         shared_mem=_THREADS * x.dtype.itemsize)
+    _launch("batchnorm.cu", "bn_stats_finalize", x.dtype, C,
+            (partial_mean, partial_m2, mean, var, np.int32(N), np.int32(C), np.int64(HW), np.int32(slices)))
     invstd = cupy.reciprocal(cupy.sqrt(var + _scalar(eps, x.dtype)))
     return _bn_apply(x, mean, invstd, gamma, beta, relu), mean, var, invstd
 
@@ -217,13 +232,19 @@ def batch_norm_backward_gpu(g, x, y, gamma, mean, invstd, relu=False):
     N, C, HW = _bn_shapes(x)
     gamma, _ = _affine(gamma, None, C, x.dtype)
     y = cupy.ascontiguousarray(y) if relu else x  # y is read only when relu is on
+    slices = _bn_slices(N * HW, C)
+    partial_g = cupy.empty(C * slices, dtype=x.dtype)
+    partial_gx = cupy.empty(C * slices, dtype=x.dtype)
     dgamma = cupy.empty(C, dtype=x.dtype)
     dbeta = cupy.empty(C, dtype=x.dtype)
     suffix = dtype_suffix(x.dtype)
-    get_kernel("batchnorm.cu", f"bn_backward_reduce_{suffix}")(
-        (C,), (_THREADS,),
-        (x, g, y, mean, invstd, dgamma, dbeta, np.int32(N), np.int32(C), np.int64(HW), np.int32(relu)),
+    get_kernel("batchnorm.cu", f"bn_backward_partial_{suffix}")(
+        (C * slices,), (_THREADS,),
+        (x, g, y, mean, partial_g, partial_gx, np.int32(N), np.int32(C), np.int64(HW), np.int32(relu),
+         np.int32(slices)),
         shared_mem=_THREADS * x.dtype.itemsize)
+    _launch("batchnorm.cu", "bn_backward_finalize", x.dtype, C,
+            (partial_g, partial_gx, invstd, dgamma, dbeta, np.int32(C), np.int32(slices)))
     dx = cupy.empty_like(x)
     _launch("batchnorm.cu", "bn_backward_apply", x.dtype, x.size,
             (x, g, y, mean, invstd, gamma, dgamma, dbeta, dx, np.int64(x.size), np.int32(N), np.int32(C),
@@ -380,7 +401,8 @@ def softmax_cross_entropy_backward_gpu(logits, target, lse, grad_rows, label_smo
     """Kernel version of ``softmax_cross_entropy_backward_reference``."""
     import cupy
     logits, target = cupy.ascontiguousarray(logits), cupy.ascontiguousarray(target, dtype=cupy.int64)
-    grad_rows = cupy.ascontiguousarray(cupy.broadcast_to(grad_rows, lse.shape), dtype=logits.dtype)
+    grad_rows = cupy.asarray(grad_rows, dtype=logits.dtype)  # a scalar (e.g. g / N for 'mean') or one per row
+    grad_rows = cupy.ascontiguousarray(cupy.broadcast_to(grad_rows, lse.shape))
     N, K = logits.shape
     dx = cupy.empty_like(logits)
     _launch("softmax_cross_entropy.cu", "softmax_xent_backward", logits.dtype, dx.size,
@@ -499,13 +521,18 @@ def adam_update_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9,
     param -= (lr / (1 - beta1 ** step)) * exp_avg / denom
 
 
+def _address(array):
+    """The address of an array's first element (CuPy: device pointer; NumPy, for the CPU emulation of the tests)."""
+    return array.data.ptr if hasattr(array.data, "ptr") else array.ctypes.data
+
+
 _tables = {}  # tuple of device pointers -> (pointer table, offsets) on the device
 
 
 def _pointer_table(arrays):
     """Device arrays of the arrays' data pointers (uint64), cached: parameters keep their memory."""
     import cupy
-    pointers = tuple(a.data.ptr for a in arrays)
+    pointers = tuple(_address(a) for a in arrays)
     table = _tables.get(pointers)
     if table is None:
         if len(_tables) > 256:

@@ -52,12 +52,15 @@ class Mul(Function):
     """y = a * b.   dL/da = g * b,  dL/db = g * a  (each unbroadcast)."""
 
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.shapes = _shape(a), _shape(b)
+        # each gradient needs only the other input: keep just what will be used
+        self.a = a if self.needs_input_grad[1] else None
+        self.b = b if self.needs_input_grad[0] else None
         return a * b
 
     def backward(self, g):
-        grad_a = unbroadcast(g * self.b, _shape(self.a)) if self.needs_input_grad[0] else None
-        grad_b = unbroadcast(g * self.a, _shape(self.b)) if self.needs_input_grad[1] else None
+        grad_a = unbroadcast(g * self.b, self.shapes[0]) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(g * self.a, self.shapes[1]) if self.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
@@ -65,12 +68,14 @@ class Div(Function):
     """y = a / b.   dL/da = g / b,  dL/db = -g * a / b**2."""
 
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.shapes = _shape(a), _shape(b)
+        self.a = a if self.needs_input_grad[1] else None  # only dL/db needs a
+        self.b = b
         return a / b
 
     def backward(self, g):
-        grad_a = unbroadcast(g / self.b, _shape(self.a)) if self.needs_input_grad[0] else None
-        grad_b = unbroadcast(-g * self.a / (self.b * self.b), _shape(self.b)) if self.needs_input_grad[1] else None
+        grad_a = unbroadcast(g / self.b, self.shapes[0]) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(-g * self.a / (self.b * self.b), self.shapes[1]) if self.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
@@ -119,23 +124,24 @@ class MatMul(Function):
     """
 
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.a_shape, self.b_shape = a.shape, b.shape
+        self.a = a if self.needs_input_grad[1] else None  # dL/db needs only a
+        self.b = b if self.needs_input_grad[0] else None  # dL/da needs only b
         return a @ b
 
     def backward(self, g):
-        a, b = self.a, self.b
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g  # the gradient with the axes the 1-d operands dropped put back
-        if b.ndim == 1:
-            g2 = g2[..., None]
-        if a.ndim == 1:
-            g2 = g2[..., None, :]
+        a_is_vector, b_is_vector = len(self.a_shape) == 1, len(self.b_shape) == 1
+        if b_is_vector:  # put back the axes the 1-d operands dropped from the output
+            g = g[..., None]
+        if a_is_vector:
+            g = g[..., None, :]
         grad_a = grad_b = None
         if self.needs_input_grad[0]:
-            grad_a = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape if a.ndim > 1 else (1, a.shape[0]))
-            grad_a = grad_a.reshape(a.shape)
+            b = self.b[:, None] if b_is_vector else self.b
+            a_matrix_shape = (1,) + self.a_shape if a_is_vector else self.a_shape
+            grad_a = unbroadcast(g @ b.swapaxes(-1, -2), a_matrix_shape).reshape(self.a_shape)
         if self.needs_input_grad[1]:
-            grad_b = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape if b.ndim > 1 else (b.shape[0], 1))
-            grad_b = grad_b.reshape(b.shape)
+            a = self.a[None, :] if a_is_vector else self.a
+            b_matrix_shape = self.b_shape + (1,) if b_is_vector else self.b_shape
+            grad_b = unbroadcast(a.swapaxes(-1, -2) @ g, b_matrix_shape).reshape(self.b_shape)
         return grad_a, grad_b

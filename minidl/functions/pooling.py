@@ -9,23 +9,52 @@ is two small matrix products (or a reshape + mean when the sizes divide).
 """
 from ..autograd import Function
 from ..backend import get_array_module
-from .conv import output_size, pad_spatial, pair, window_slice
+from .conv import pad_spatial, pair, window_slice
 
 
-def _crop(grad, padding, shape):
+def pool_output_size(size, kernel, stride, padding, dilation=1, ceil_mode=False):
+    """Window positions along one axis, PyTorch's rule.
+
+    ceil_mode rounds the count up, but the last window must still start inside the
+    input or its left padding.
+    """
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    count = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (count - 1) * stride >= size + padding:
+        count -= 1
+    return count
+
+
+def pool_layout(input_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """(OH, OW) and the (top, bottom, left, right) padding that makes every window fit.
+
+    Beyond ``padding``, ceil_mode's last windows may hang over the bottom/right edge:
+    that overhang is padded too (and never counted as input).
+    """
+    out_hw, pads = [], []
+    for size, k, s, p, d in zip(input_shape[2:], kernel_size, stride, padding, dilation):
+        count = pool_output_size(size, k, s, p, d, ceil_mode)
+        overhang = max(0, (count - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
+        out_hw.append(count)
+        pads += [p, p + overhang]
+    return tuple(out_hw), tuple(pads)
+
+
+def _crop(grad, pads, shape):
     """The gradient of the unpadded input: the interior of the padded gradient, as its own array."""
-    (ph, pw), (h, w) = padding, shape[2:]
-    if ph == pw == 0:
+    top, _, left, _ = pads
+    h, w = shape[2:]
+    if grad.shape[2:] == (h, w):
         return grad
-    return get_array_module(grad).ascontiguousarray(grad[:, :, ph:ph + h, pw:pw + w])
+    return get_array_module(grad).ascontiguousarray(grad[:, :, top:top + h, left:left + w])
 
 
-def _offset_windows(kernel_size, stride, out_hw):
+def _offset_windows(kernel_size, stride, dilation, out_hw):
     """Yields (offset number, index of its strided (N, C, OH, OW) slice) per kernel offset, row-major."""
-    (kh, kw), (sh, sw), (oh, ow) = kernel_size, stride, out_hw
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel_size, stride, dilation, out_hw
     for i in range(kh):
         for j in range(kw):
-            yield i * kw + j, (slice(None), slice(None), window_slice(i, oh, sh), window_slice(j, ow, sw))
+            yield i * kw + j, (slice(None), slice(None), window_slice(i * dh, oh, sh), window_slice(j * dw, ow, sw))
 
 
 class MaxPool2d(Function):
@@ -35,13 +64,11 @@ class MaxPool2d(Function):
     order, when several inputs tie), summed where windows overlap.
     """
 
-    def forward(self, x, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0)):
+    def forward(self, x, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), ceil_mode=False):
         xp = get_array_module(x)
-        ph, pw = padding
-        padded = pad_spatial(x, (ph, ph, pw, pw), value=-xp.inf)
-        out_hw = (output_size(x.shape[2], kernel_size[0], stride[0], ph, ph),
-                  output_size(x.shape[3], kernel_size[1], stride[1], pw, pw))
-        windows = _offset_windows(kernel_size, stride, out_hw)
+        out_hw, pads = pool_layout(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+        padded = pad_spatial(x, pads, value=-xp.inf)
+        windows = _offset_windows(kernel_size, stride, dilation, out_hw)
         _, first = next(windows)
         y = padded[first].copy()
         argmax = xp.zeros(y.shape, dtype=xp.uint8 if kernel_size[0] * kernel_size[1] <= 256 else xp.int32)
@@ -52,62 +79,69 @@ class MaxPool2d(Function):
             xp.copyto(y, candidate, where=better)
             xp.copyto(argmax, k, where=better)
         if self.recording:
-            self.argmax, self.padded_shape = argmax, padded.shape
-            self.geometry = kernel_size, stride, out_hw, padding, x.shape
+            self.argmax, self.padded_shape, self.input_shape = argmax, padded.shape, x.shape
+            self.windows = kernel_size, stride, dilation, out_hw
+            self.pads = pads
         return y
 
     def backward(self, g):
         xp = get_array_module(g)
-        kernel_size, stride, out_hw, padding, input_shape = self.geometry
         grad = xp.zeros(self.padded_shape, dtype=g.dtype)
-        for k, index in _offset_windows(kernel_size, stride, out_hw):
+        for k, index in _offset_windows(*self.windows):
             grad[index] += xp.where(self.argmax == k, g, 0)
-        return _crop(grad, padding, input_shape)
+        return _crop(grad, self.pads, self.input_shape)
 
 
 class AvgPool2d(Function):
     """y[n, c, oh, ow] = (sum of the zero-padded window) / divisor.
 
-    divisor = KH*KW (count_include_pad=True) or the number of non-padding
-    inputs in the window.   dL/dx = g / divisor added to every input of the window.
+    divisor = the window's size within input + padding (KH*KW unless ceil_mode cuts
+    it) with count_include_pad, else its number of real inputs, or divisor_override.
+    dL/dx = g / divisor added to every input of the window.
     """
 
-    def forward(self, x, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), count_include_pad=True):
+    def forward(self, x, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), ceil_mode=False,
+                count_include_pad=True, divisor_override=None):
         xp = get_array_module(x)
-        ph, pw = padding
-        padded = pad_spatial(x, (ph, ph, pw, pw))
-        out_hw = (output_size(x.shape[2], kernel_size[0], stride[0], ph, ph),
-                  output_size(x.shape[3], kernel_size[1], stride[1], pw, pw))
-        windows = _offset_windows(kernel_size, stride, out_hw)
+        no_dilation = (1, 1)
+        out_hw, pads = pool_layout(x.shape, kernel_size, stride, padding, no_dilation, ceil_mode)
+        padded = pad_spatial(x, pads)
+        windows = _offset_windows(kernel_size, stride, no_dilation, out_hw)
         _, first = next(windows)
         y = padded[first].copy()
         for _, index in windows:
             y += padded[index]
-        divisor = self._divisor(xp, x, kernel_size, stride, padding, out_hw, count_include_pad)
+        if divisor_override:
+            divisor = xp.asarray(divisor_override, dtype=x.dtype)
+        else:
+            divisor = self._divisor(xp, x, kernel_size, stride, padding, out_hw, count_include_pad)
         y /= divisor
         if self.recording:
-            self.divisor, self.padded_shape = divisor, padded.shape
-            self.geometry = kernel_size, stride, out_hw, padding, x.shape
+            self.divisor, self.padded_shape, self.input_shape = divisor, padded.shape, x.shape
+            self.windows = kernel_size, stride, no_dilation, out_hw
+            self.pads = pads
         return y
 
     @staticmethod
     def _divisor(xp, x, kernel_size, stride, padding, out_hw, count_include_pad):
-        if count_include_pad:
-            return xp.asarray(kernel_size[0] * kernel_size[1], dtype=x.dtype)
+        """(OH, OW) window sizes: the product of each axis' count, as PyTorch computes them."""
         counts = []
         for size, k, s, p, o in zip(x.shape[2:], kernel_size, stride, padding, out_hw):
             start = xp.arange(o) * s - p  # window start along this axis, in unpadded coordinates
-            counts.append(xp.clip(start + k, 0, size) - xp.clip(start, 0, size))
+            end = xp.minimum(start + k, size + p)
+            if count_include_pad:
+                counts.append(end - start)
+            else:
+                counts.append(xp.minimum(end, size) - xp.maximum(start, 0))
         return (counts[0][:, None] * counts[1][None, :]).astype(x.dtype)
 
     def backward(self, g):
         xp = get_array_module(g)
-        kernel_size, stride, out_hw, padding, input_shape = self.geometry
         share = g / self.divisor
         grad = xp.zeros(self.padded_shape, dtype=g.dtype)
-        for _, index in _offset_windows(kernel_size, stride, out_hw):
+        for _, index in _offset_windows(*self.windows):
             grad[index] += share
-        return _crop(grad, padding, input_shape)
+        return _crop(grad, self.pads, self.input_shape)
 
 
 def adaptive_pool_matrix(xp, in_size, out_size, dtype):
@@ -155,38 +189,48 @@ def _check_input(op, input):
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got input of shape {tuple(input.shape)}")
 
 
-def _pool_geometry(op, input, kernel_size, stride, padding):
-    """Validated (kernel_size, stride, padding) pairs; stride defaults to kernel_size as in PyTorch."""
+def _pool_geometry(op, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
+    """Validated (kernel_size, stride, padding, dilation) pairs; stride defaults to kernel_size as in PyTorch."""
     _check_input(op, input)
     kernel_size = pair(kernel_size, "kernel_size", op)
     stride = kernel_size if stride is None or stride == () else pair(stride, "stride", op)
-    padding = pair(padding, "padding", op)
-    if min(kernel_size) < 1 or min(stride) < 1:
-        raise ValueError(f"{op}: kernel_size and stride must be positive, got {kernel_size} and {stride}")
+    padding, dilation = pair(padding, "padding", op), pair(dilation, "dilation", op)
+    if min(kernel_size) < 1 or min(stride) < 1 or min(dilation) < 1:
+        raise ValueError(f"{op}: kernel_size, stride and dilation must be positive, got {kernel_size}, "
+                         f"{stride} and {dilation}")
     if min(padding) < 0 or any(2 * p > k for p, k in zip(padding, kernel_size)):
         raise ValueError(f"{op}: padding must be between 0 and half the kernel size, got padding={padding} "
                          f"for kernel_size={kernel_size}")
-    out_hw = [output_size(size, k, s, p, p) for size, k, s, p in zip(input.shape[2:], kernel_size, stride, padding)]
+    out_hw, _ = pool_layout(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     if min(out_hw) <= 0:
         raise ValueError(f"{op}: input of shape {tuple(input.shape)} is too small for kernel_size={kernel_size} "
-                         f"with padding={padding}: the output would be {out_hw[0]}x{out_hw[1]}")
-    return kernel_size, stride, padding
+                         f"with padding={padding}, dilation={dilation}: the output would be "
+                         f"{out_hw[0]}x{out_hw[1]}")
+    return kernel_size, stride, padding, dilation
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0):
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Max over (KH, KW) windows of input (N, C, H, W), padded with -inf; stride defaults to kernel_size."""
-    kernel_size, stride, padding = _pool_geometry("max_pool2d", input, kernel_size, stride, padding)
-    return MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding)
+    kernel_size, stride, padding, dilation = _pool_geometry(
+        "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    return MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                           ceil_mode=bool(ceil_mode))
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True):
+def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True, *, ceil_mode=False,
+               divisor_override=None):
     """Mean over (KH, KW) windows of input (N, C, H, W), zero-padded; stride defaults to kernel_size.
 
-    count_include_pad=True (PyTorch's default) divides by KH*KW, False by the number of real inputs.
+    count_include_pad=True (PyTorch's default) counts the padding in the divisor, False only
+    the real inputs; divisor_override, if given, replaces the divisor.  Unlike PyTorch, whose
+    5th positional argument is ceil_mode, ceil_mode and divisor_override are keyword-only here.
     """
-    kernel_size, stride, padding = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding)
-    return AvgPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding,
-                           count_include_pad=bool(count_include_pad))
+    kernel_size, stride, padding, _ = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding,
+                                                     ceil_mode=ceil_mode)
+    if divisor_override is not None and (not isinstance(divisor_override, int) or divisor_override <= 0):
+        raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
+    return AvgPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=bool(ceil_mode),
+                           count_include_pad=bool(count_include_pad), divisor_override=divisor_override)
 
 
 def adaptive_avg_pool2d(input, output_size):

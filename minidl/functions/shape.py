@@ -63,7 +63,7 @@ class GetItem(Function):
     """
 
     def forward(self, x, index=None):
-        self.shape, self.dtype, self.index = x.shape, x.dtype, index
+        self.shape, self.index = x.shape, index
         return x[index]
 
     def backward(self, g):

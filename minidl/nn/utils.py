@@ -17,10 +17,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         return Tensor(0.0)
     xp = get_array_module(grads[0])
     norm_type = float(norm_type)
+    # each gradient's norm in its own dtype (as PyTorch), then the norm of those norms: one host sync
     if math.isinf(norm_type):
-        total = max(float(xp.abs(g).max()) for g in grads)
+        norms = xp.stack([xp.abs(g).max() for g in grads])
+        total = float(norms.max())
     else:
-        total = sum(float((xp.abs(g.astype(xp.float64)) ** norm_type).sum()) for g in grads) ** (1.0 / norm_type)
+        norms = xp.stack([xp.linalg.norm(g.ravel(), norm_type) for g in grads])
+        total = float(xp.linalg.norm(norms, norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"the total norm of order {norm_type} of the gradients is non-finite ({total})")
     scale = max_norm / (total + 1e-6)

@@ -14,6 +14,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import random as minidl_random
 from ..data import CIFAR10, CIFAR100, DataLoader, FakeData, FashionMNIST, MNIST, random_subset, train_val_split
 from ..data import transforms as T
@@ -29,6 +31,8 @@ DATASETS = {
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+# The statistics torchvision's ImageNet-pretrained weights expect (E8, E12-E14).
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def experiment_parser(description, *, epochs, batch_size, lr, name=None, **extra_defaults):
@@ -51,6 +55,14 @@ def experiment_parser(description, *, epochs, batch_size, lr, name=None, **extra
     for option, default in extra_defaults.items():
         parser.add_argument("--" + option.replace("_", "-"), type=type(default), default=default)
     return parser
+
+
+def positive_int(text):
+    """argparse type for counts that must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 @dataclass
@@ -112,6 +124,52 @@ def run_experiment(args, model, optimizer, data, scheduler=None, **trainer_optio
     print("test: " + ", ".join(f"{key[5:]} {value:.4f}" if "loss" in key else f"{key[5:]} {100 * value:.2f}%"
                                for key, value in test.items()))
     return trainer, test
+
+
+def weight_decay_groups(model, decay_of):
+    """Parameter groups for an optimizer, one per weight-decay value.
+
+    ``decay_of(name, param) -> float`` gives each trainable parameter's decay (e.g. 0 for
+    BatchNorm and biases); frozen parameters (``requires_grad=False``) are left out::
+
+        optim.SGD(weight_decay_groups(model, lambda name, p: 5e-4 if p.ndim > 1 else 0.0), lr=0.1)
+    """
+    groups = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault(float(decay_of(name, param)), []).append(param)
+    return [{"params": params, "weight_decay": decay} for decay, params in groups.items()]
+
+
+def trainable_parameters(model):
+    """The parameters the optimizer should update (frozen ones left out)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def count_parameters(model, trainable_only=False):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_npz_state_dict(path):
+    """A state dict saved with ``np.savez`` (e.g. by ``examples/convert_torchvision_weights.py``).
+
+    Read with ``allow_pickle=False``: a weights file can hold arrays only, never code.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no weights file at {path!r}; make one with "
+                                "examples/convert_torchvision_weights.py where torch and torchvision are installed")
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def freeze_children(model, count):
+    """Freezes the parameters of the first ``count`` children (``model.children()`` order); returns their names."""
+    children = list(model.named_children())
+    if not 0 <= count <= len(children):
+        raise ValueError(f"can freeze 0 to {len(children)} children of {type(model).__name__}, got {count}")
+    for _, child in children[:count]:
+        child.requires_grad_(False)
+    return [name for name, _ in children[:count]]
 
 
 def seed_everything(seed):

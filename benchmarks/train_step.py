@@ -1,0 +1,245 @@
+"""Times one training step of a ResNet in minidl and in PyTorch, side by side (issues 4 and 5).
+
+    python benchmarks/train_step.py --model resnet20 --device cpu --batch-size 128 --compare torch
+    python benchmarks/train_step.py --model resnet18 --device cuda --precision bf16 --compare torch --profile
+
+Both frameworks train the same network (the minidl model's initial weights are copied into the
+PyTorch twin from benchmarks/torch_models.py) on the same random CIFAR-sized batch with
+cross-entropy and SGD (momentum 0.9, weight decay 5e-4).  Warm-up steps are excluded; every step
+is timed between device synchronisations and the median is reported, as images per second.
+``--profile`` then runs a few more minidl steps under ``minidl.autograd.Profiler`` and prints the
+forward/backward time of each op type.  The last line of output is one JSON object.
+
+Precision: fp32 (TF32 off on both sides), tf32 (TF32 GEMMs/convolutions on both sides, GPU only),
+bf16 (autocast: minidl.amp.autocast and torch.autocast with bfloat16; float32 master weights).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet18", help="a minidl.models name (resnet18, resnet20, ...)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--compare", default="torch", choices=("torch", "none"))
+    parser.add_argument("--profile", action="store_true", help="print minidl's per-op breakdown")
+    parser.add_argument("--profile-steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (PyTorch and BLAS)")
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.precision == "tf32" and args.device != "cuda":
+        parser.error("--precision tf32 needs --device cuda (TF32 is a GPU tensor-core mode)")
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be >= 1 and --warmup >= 0")
+    return args
+
+
+def limit_blas_threads(threads):
+    # Read by OpenBLAS/MKL/OpenMP when NumPy loads them, so set before the first `import numpy`.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
+
+
+# ------------------------------------------------------------------ minidl
+def minidl_setup(args, batch):
+    import minidl
+    from minidl import amp
+    minidl.manual_seed(args.seed)
+    model = minidl.models.get_model(args.model, num_classes=args.num_classes).to(args.device).train()
+    initial_state = model.state_dict()  # CPU copies, for the PyTorch twin
+    optimizer = minidl.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    amp.set_tf32(args.precision == "tf32")
+    x = minidl.tensor(batch[0]).to(args.device)
+    y = minidl.tensor(batch[1]).to(args.device)
+    loss_fn = minidl.nn.functional.cross_entropy
+
+    def step(phase_times=None):
+        """One training step; with ``phase_times`` (a dict) each phase is timed, synchronised."""
+        clock = _PhaseClock(phase_times, minidl.cuda.synchronize)
+        optimizer.zero_grad()
+        clock.lap("zero_grad")
+        with amp.autocast(args.device, dtype="bfloat16", enabled=args.precision == "bf16"):
+            logits = model(x)
+        loss = loss_fn(logits, y)
+        clock.lap("forward + loss")
+        loss.backward()
+        clock.lap("backward")
+        optimizer.step()
+        clock.lap("optimizer.step")
+        return loss
+
+    return step, minidl.cuda.synchronize, initial_state
+
+
+class _PhaseClock:
+    """Adds the seconds since the previous lap to ``times[name]`` (does nothing without ``times``)."""
+
+    def __init__(self, times, synchronize):
+        self.times, self.synchronize = times, synchronize
+        if times is not None:
+            synchronize()
+            self.last = time.perf_counter()
+
+    def lap(self, name):
+        if self.times is None:
+            return
+        self.synchronize()
+        now = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + now - self.last
+        self.last = now
+
+
+# ------------------------------------------------------------------ PyTorch
+def torch_setup(args, batch, initial_state):
+    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch_models
+    torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
+    torch.backends.cudnn.benchmark = True
+    model = torch_models.load_minidl_weights(torch_models.build(args.model, args.num_classes), initial_state)
+    model = model.to(args.device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    x = torch.from_numpy(batch[0]).to(args.device)
+    y = torch.from_numpy(batch[1]).to(args.device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    synchronize = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    return step, synchronize
+
+
+# ------------------------------------------------------------------ timing
+def time_steps(step, synchronize, warmup, steps):
+    """(first loss, per-step seconds of the timed steps)."""
+    first_loss = None
+    for _ in range(warmup):
+        loss = step()
+        first_loss = float(loss.item()) if first_loss is None else first_loss
+    times = []
+    for _ in range(steps):
+        synchronize()
+        start = time.perf_counter()
+        loss = step()
+        synchronize()
+        times.append(time.perf_counter() - start)
+        first_loss = float(loss.item()) if first_loss is None else first_loss
+    return first_loss, times
+
+
+def summary(name, times, batch_size):
+    median = statistics.median(times)
+    return {f"{name}_step_ms_median": 1000 * median, f"{name}_step_ms_min": 1000 * min(times),
+            f"{name}_img_per_s": batch_size / median}
+
+
+def environment(args):
+    import numpy
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(), "numpy": numpy.__version__, "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "threads": args.threads}
+    try:
+        import torch
+        info["torch"] = torch.__version__
+    except ImportError:
+        pass
+    if args.device == "cuda":
+        import cupy
+        import minidl
+        info["gpu"] = minidl.cuda.get_device_name()
+        info["cupy"] = cupy.__version__
+        info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    return info
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    limit_blas_threads(args.threads)
+    import numpy as np
+
+    import minidl
+    data = np.random.default_rng(args.seed)
+    batch = (data.standard_normal((args.batch_size, 3, 32, 32)).astype(np.float32),
+             data.integers(0, args.num_classes, args.batch_size).astype(np.int64))
+    result = {"model": args.model, "device": args.device, "batch_size": args.batch_size,
+              "precision": args.precision, "steps": args.steps, "warmup": args.warmup}
+    result.update(environment(args))
+
+    step, synchronize, initial_state = minidl_setup(args, batch)
+    minidl.cuda.reset_peak_memory_stats()
+    loss, times = time_steps(step, synchronize, args.warmup, args.steps)
+    result.update(summary("minidl", times, args.batch_size), minidl_first_loss=loss)
+    if args.device == "cuda":
+        result["minidl_peak_memory_mb"] = minidl.cuda.max_memory_reserved() / 2**20
+        result["minidl_memory_in_use_mb"] = minidl.cuda.memory_allocated() / 2**20
+    print(f"minidl  {args.model} {args.device} {args.precision} batch {args.batch_size}: "
+          f"{result['minidl_img_per_s']:8.1f} img/s  (median step {result['minidl_step_ms_median']:.1f} ms, "
+          f"first loss {loss:.4f})")
+
+    if args.compare == "torch":
+        import torch
+        torch_step, torch_synchronize = torch_setup(args, batch, initial_state)
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        loss, times = time_steps(torch_step, torch_synchronize, args.warmup, args.steps)
+        result.update(summary("torch", times, args.batch_size), torch_first_loss=loss)
+        if args.device == "cuda":
+            result["torch_peak_memory_mb"] = torch.cuda.max_memory_reserved() / 2**20
+            result["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["ratio"] = result["minidl_img_per_s"] / result["torch_img_per_s"]
+        print(f"PyTorch {args.model} {args.device} {args.precision} batch {args.batch_size}: "
+              f"{result['torch_img_per_s']:8.1f} img/s  (median step {result['torch_step_ms_median']:.1f} ms, "
+              f"first loss {loss:.4f})")
+        print(f"minidl / PyTorch = {result['ratio']:.3f}x")
+    if args.device == "cuda":
+        line = f"peak GPU memory: minidl {result['minidl_peak_memory_mb']:.0f} MiB (pool)"
+        if "torch_peak_memory_mb" in result:
+            line += f", PyTorch {result['torch_peak_memory_mb']:.0f} MiB reserved"
+        print(line)
+
+    if args.profile:
+        phase_times = {}
+        for _ in range(args.profile_steps):
+            step(phase_times)
+        print(f"\nminidl step phases (ms per step, {args.profile_steps} steps):")
+        for name, seconds in phase_times.items():
+            print(f"  {name:<18}{1000 * seconds / args.profile_steps:>10.2f}")
+        with minidl.autograd.Profiler() as profiler:
+            for _ in range(args.profile_steps):
+                step()
+            synchronize()
+        print(f"\nminidl per-op time (ms per step, {args.profile_steps} steps, device synchronised per op):")
+        print(profiler.report(args.profile_steps))
+        result["phases_ms"] = {name: 1000 * seconds / args.profile_steps for name, seconds in phase_times.items()}
+        result["profile"] = [{"op": op, "phase": phase, "ms_per_step": ms, "calls_per_step": calls}
+                             for op, phase, ms, calls in profiler.table(args.profile_steps)]
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
