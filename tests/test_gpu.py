@@ -219,20 +219,22 @@ def test_batch_norm_kernels_match_generic_path(cupy, rng, monkeypatch, dtype, sh
     g = rng.standard_normal(shape).astype(dtype)
     y, mean, var, invstd = ops.batch_norm_forward_gpu(cupy.asarray(x), cupy.asarray(gamma), cupy.asarray(beta), 1e-5, relu)
     expected = ops.batch_norm_forward_reference(x, gamma, beta, 1e-5, relu)
+    # float32: x - mean cancels ~15x (mean 30, std 2), and the kernel sums in another order
+    loose = dict(rtol=1e-4, atol=2e-4) if dtype == np.float32 else {}
     for ours, theirs, what in zip((y, mean, var, invstd), expected, ("y", "mean", "var", "invstd")):
-        _close(ours, theirs, dtype, what)
+        _close(ours, theirs, dtype, what, **loose)
     # the generic op (minidl.functions.batchnorm) through CuPy gives the same y
     generic = minidl.nn.functional.batch_norm(minidl.tensor(cupy.asarray(x)), None, None,
                                               minidl.tensor(cupy.asarray(gamma)), minidl.tensor(cupy.asarray(beta)),
                                               training=True)
-    _close(y, generic.data if not relu else cupy.maximum(generic.data, 0), dtype, "y vs generic CuPy")
+    _close(y, generic.data if not relu else cupy.maximum(generic.data, 0), dtype, "y vs generic CuPy", **loose)
     grads = ops.batch_norm_backward_gpu(cupy.asarray(g), cupy.asarray(x), y, cupy.asarray(gamma), mean, invstd, relu)
     expected_grads = ops.batch_norm_backward_reference(g, x, _host(y), gamma, _host(mean),
                                                        _host(invstd), relu)
     for ours, theirs, what in zip(grads, expected_grads, ("dx", "dgamma", "dbeta")):
-        _close(ours, theirs, dtype, what, atol=1e-4 if dtype == np.float32 else 1e-11)
+        _close(ours, theirs, dtype, what, **(dict(rtol=1e-4, atol=5e-4) if dtype == np.float32 else {"atol": 1e-11}))
     running = ops.batch_norm_inference_gpu(cupy.asarray(x), mean, var, cupy.asarray(gamma), cupy.asarray(beta), 1e-5, relu)
-    _close(running, y, dtype, "inference with the batch statistics")
+    _close(running, y, dtype, "inference with the batch statistics", **loose)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -353,6 +355,8 @@ def test_low_precision_gemms_on_gpu_match_the_emulation(rng):
         on_gpu = amp.matmul(cupy.asarray(a), cupy.asarray(b), compute_dtype)  # cuBLAS GemmEx
         assert on_gpu.dtype == np.float32 and on_gpu.shape == (2, 37, 19)
         _close(on_gpu, amp.matmul(a, b, compute_dtype), np.float32, compute_dtype, rtol=1e-5, atol=1e-4)
+        grouped = amp.matmul(cupy.asarray(a[:1]), cupy.asarray(b[None]), compute_dtype)  # conv2d with groups=1
+        _close(grouped, amp.matmul(a[:1], b[None], compute_dtype), np.float32, compute_dtype, rtol=1e-5, atol=1e-4)
 
 
 # ====================================================================== GPU: training
@@ -424,7 +428,7 @@ def test_bf16_autocast_step_is_within_the_documented_tolerance():
     bf16 = minidl.nn.functional.cross_entropy(logits, targets)
     assert logits.dtype == minidl.float32  # float32 results and master weights
     assert bf16.item() != fp32, "autocast changed nothing: conv2d/linear do not consult minidl.amp"
-    assert abs(bf16.item() - fp32) <= 2e-2 * abs(fp32)
+    assert abs(bf16.item() - fp32) <= 5e-3 * abs(fp32)  # measured 2e-4 (CPU emulation, this net and batch)
     bf16.backward()
     assert all(p.grad is not None and p.grad.dtype == minidl.float32 for p in gpu_model.parameters())
 

@@ -18,7 +18,8 @@ KERNEL_FILES = kernel_compile.kernel_files()
 EXPECTED_KERNELS = {  # file -> extern "C" kernels minidl.cuda.ops launches by name
     "im2col.cu": ["im2col_f32", "im2col_f64"],
     "col2im.cu": ["col2im_f32", "col2im_f64"],
-    "batchnorm.cu": ["bn_stats_f32", "bn_apply_f32", "bn_backward_reduce_f32", "bn_backward_apply_f64"],
+    "batchnorm.cu": ["bn_stats_partial_f32", "bn_stats_finalize_f64", "bn_apply_f32", "bn_backward_partial_f32",
+                     "bn_backward_finalize_f32", "bn_backward_apply_f64"],
     "maxpool.cu": ["maxpool_forward_f32", "maxpool_backward_f64"],
     "softmax_cross_entropy.cu": ["softmax_xent_forward_f32", "softmax_xent_backward_f64"],
     "dropout.cu": ["dropout_mask", "dropout_forward_f32", "dropout_apply_f64"],

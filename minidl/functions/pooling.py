@@ -1,7 +1,7 @@
 """2-D pooling: max, average and adaptive average over (KH, KW) windows.
 
 Max and average pooling loop over the KH*KW kernel offsets, never over pixels:
-for offset (i, j) the strided slice ``x_padded[:, :, i::stride, j::stride]``
+for offset (i, j) the strided slice ``x_padded[:, :, i*dilation::stride, j*dilation::stride]``
 (cut to OH x OW) holds, for every output position at once, the one input each
 window reads at that offset.  Backward adds the gradient back through the same
 slices.  Adaptive average pooling is a linear map along each spatial axis, so it
