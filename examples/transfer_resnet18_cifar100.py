@@ -18,6 +18,8 @@ learn); the script says so. ``--image-size`` (default 224) sets the resize; 224 
     python examples/transfer_resnet18_cifar100.py --weights resnet18_imagenet.npz
     python examples/transfer_resnet18_cifar100.py --fake-data --epochs 1 --image-size 64
 """
+import sys
+
 import minidl
 from minidl import nn, optim
 from minidl.data import transforms as T
@@ -30,7 +32,10 @@ def imagenet_resnet18(weights_path):
     """torchvision's ResNet-18 (1000 classes), with the ImageNet weights from ``weights_path`` if given."""
     model = resnet18(num_classes=1000, stem="imagenet")
     if weights_path:
-        model.load_state_dict(load_npz_state_dict(weights_path))
+        try:
+            model.load_state_dict(load_npz_state_dict(weights_path))
+        except FileNotFoundError as error:
+            sys.exit(str(error))
         print(f"loaded ImageNet-pretrained weights from {weights_path}")
     else:
         print("no --weights given: training ResNet-18 from scratch (random initialisation), not the "

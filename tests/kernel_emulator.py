@@ -108,6 +108,9 @@ def emulated_cupy(monkeypatch, libraries):
     """Makes ``minidl.cuda.ops`` run the CPU builds on NumPy arrays; returns the stand-in cupy."""
     fake = _fake_cupy()
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(ops, "get_kernel", lambda file, function, options=None: EmulatedKernel(libraries[file], function))
+    def get_kernel(file, function, options=None):
+        return EmulatedKernel(libraries[file], function)
+
+    monkeypatch.setattr(ops, "get_kernel", get_kernel)
     monkeypatch.setattr(ops, "_tables", {})
     return fake

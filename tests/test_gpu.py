@@ -93,7 +93,8 @@ def test_batch_norm_references_match_torch(rng, shape, relu):
 
 
 @pytest.mark.parametrize("kernel, stride, padding, dilation, ceil_mode",
-                         [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 1, 1, 2, False), ((3, 2), (2, 1), (1, 0), 1, True)])
+                         [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (3, 1, 1, 2, False),
+                          ((3, 2), (2, 1), (1, 0), 1, True)])
 def test_max_pool_references_match_torch(rng, kernel, stride, padding, dilation, ceil_mode):
     torch = torch_or_skip()
     x = rng.standard_normal((2, 3, 9, 8))
@@ -125,7 +126,8 @@ def test_softmax_cross_entropy_references_match_torch(rng, smoothing):
 
 
 @pytest.mark.parametrize("momentum, dampening, weight_decay, nesterov",
-                         [(0.0, 0.0, 0.0, False), (0.9, 0.0, 5e-4, False), (0.9, 0.0, 1e-2, True), (0.8, 0.3, 0.0, False)])
+                         [(0.0, 0.0, 0.0, False), (0.9, 0.0, 5e-4, False), (0.9, 0.0, 1e-2, True),
+                          (0.8, 0.3, 0.0, False)])
 def test_sgd_reference_matches_torch(rng, momentum, dampening, weight_decay, nesterov):
     torch = torch_or_skip()
     param = rng.standard_normal(13)
@@ -141,7 +143,8 @@ def test_sgd_reference_matches_torch(rng, momentum, dampening, weight_decay, nes
         np.testing.assert_allclose(param, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("decoupled, amsgrad, weight_decay", [(False, False, 0.0), (False, True, 0.1), (True, False, 0.1)])
+@pytest.mark.parametrize("decoupled, amsgrad, weight_decay",
+                         [(False, False, 0.0), (False, True, 0.1), (True, False, 0.1)])
 def test_adam_reference_matches_torch(rng, decoupled, amsgrad, weight_decay):
     torch = torch_or_skip()
     param = rng.standard_normal(9)
@@ -217,7 +220,8 @@ def test_batch_norm_kernels_match_generic_path(cupy, rng, monkeypatch, dtype, sh
     x = (rng.standard_normal(shape) * 2 + 30).astype(dtype)  # a large mean: one-pass sums of squares would cancel
     gamma, beta = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
     g = rng.standard_normal(shape).astype(dtype)
-    y, mean, var, invstd = ops.batch_norm_forward_gpu(cupy.asarray(x), cupy.asarray(gamma), cupy.asarray(beta), 1e-5, relu)
+    gamma_d, beta_d = cupy.asarray(gamma), cupy.asarray(beta)
+    y, mean, var, invstd = ops.batch_norm_forward_gpu(cupy.asarray(x), gamma_d, beta_d, 1e-5, relu)
     expected = ops.batch_norm_forward_reference(x, gamma, beta, 1e-5, relu)
     # float32: x - mean cancels ~15x (mean 30, std 2), and the kernel sums in another order
     loose = dict(rtol=1e-4, atol=2e-4) if dtype == np.float32 else {}
@@ -233,7 +237,7 @@ def test_batch_norm_kernels_match_generic_path(cupy, rng, monkeypatch, dtype, sh
                                                        _host(invstd), relu)
     for ours, theirs, what in zip(grads, expected_grads, ("dx", "dgamma", "dbeta")):
         _close(ours, theirs, dtype, what, **(dict(rtol=1e-4, atol=5e-4) if dtype == np.float32 else {"atol": 1e-11}))
-    running = ops.batch_norm_inference_gpu(cupy.asarray(x), mean, var, cupy.asarray(gamma), cupy.asarray(beta), 1e-5, relu)
+    running = ops.batch_norm_inference_gpu(cupy.asarray(x), mean, var, gamma_d, beta_d, 1e-5, relu)
     _close(running, y, dtype, "inference with the batch statistics", **loose)
 
 
@@ -392,11 +396,12 @@ def test_resnet20_training_step_on_gpu_matches_cpu():
     amp.set_tf32(False)
     cpu_model, gpu_model = _models_on_both_devices()
     x, y = _resnet20_batch()
+    losses = {}
     for model, device in ((cpu_model, "cpu"), (gpu_model, "cuda")):
         loss = minidl.nn.functional.cross_entropy(model(minidl.tensor(x).to(device)), minidl.tensor(y).to(device))
         loss.backward()
-        model.loss = loss.item()
-    assert abs(cpu_model.loss - gpu_model.loss) <= 1e-5 * abs(cpu_model.loss)
+        losses[device] = loss.item()
+    assert abs(losses["cuda"] - losses["cpu"]) <= 1e-5 * abs(losses["cpu"])
     for (name, p_cpu), p_gpu in zip(cpu_model.named_parameters(), gpu_model.parameters()):
         assert p_gpu.grad.device.type == "cuda"
         scale = float(np.abs(p_cpu.grad.data).max()) + 1e-12

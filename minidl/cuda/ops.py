@@ -1,26 +1,27 @@
 """Python wrappers around minidl's CUDA kernels (``kernels/*.cu``).
 
-Each ``*_gpu`` function takes and returns CuPy arrays and has the signature and meaning of
-the generic array code it replaces; that generic code is written out here too as
-``*_reference`` (plain ``xp`` calls, NumPy or CuPy), which is what the GPU tests compare
-each kernel with, and what documents the exact semantics:
+Each ``*_gpu`` function takes and returns CuPy arrays and does what a piece of generic array
+code does.  That code is either the op itself (im2col/col2im have exactly the signature of
+``functions.conv.im2col``/``col2im``) or, where the op's own internals differ (its saved
+arg-max format, its reduction), a ``*_reference`` written out here in plain ``xp`` calls and
+checked against PyTorch; the GPU tests compare each kernel with both.
 
-================================  =================================  =========================
-kernel wrapper                    replaces (generic xp code)          used by
-================================  =================================  =========================
-im2col_gpu                        functions.conv.im2col              conv2d forward
-col2im_gpu                        functions.conv.col2im              conv2d backward (dx)
-batch_norm_forward_gpu            batch_norm_forward_reference       BatchNorm (+ReLU) train
-batch_norm_inference_gpu          (x - rm)/sqrt(rv + eps)*w + b      BatchNorm eval
-batch_norm_backward_gpu           batch_norm_backward_reference      BatchNorm backward
-max_pool2d_forward_gpu            max_pool2d_forward_reference       max_pool2d forward
-max_pool2d_backward_gpu           max_pool2d_backward_reference      max_pool2d backward
-softmax_cross_entropy_*_gpu       softmax_cross_entropy_*_reference  cross_entropy
-dropout_forward_gpu / _mask_gpu   x * (u >= p) / (1 - p)             dropout
-sgd_update_multi                  sgd_update_reference per tensor    optim.SGD.step
-adam_update_multi                 adam_update_reference per tensor   optim.Adam/AdamW.step
-float_to_bf16_bits_gpu            amp.round_to_bfloat16              amp bf16 GEMMs
-================================  =================================  =========================
+==========================  ===================================  ==================================
+kernel wrapper              generic code it replaces             semantics pinned by
+==========================  ===================================  ==================================
+im2col_gpu                  functions.conv.im2col                (the same function)
+col2im_gpu                  functions.conv.col2im                (the same function)
+batch_norm_forward_gpu      functions.batchnorm.BatchNorm (+ReLU) batch_norm_forward_reference
+batch_norm_inference_gpu    BatchNorm in eval mode               (x - rm)/sqrt(rv + eps)*w + b
+batch_norm_backward_gpu     BatchNorm.backward                   batch_norm_backward_reference
+max_pool2d_forward_gpu      functions.pooling.MaxPool2d          max_pool2d_forward_reference
+max_pool2d_backward_gpu     MaxPool2d.backward                   max_pool2d_backward_reference
+softmax_cross_entropy_*     functions.loss.CrossEntropy (rows)   softmax_cross_entropy_*_reference
+dropout_*_gpu               functions.dropout.Dropout            x * (u >= p) / (1 - p)
+sgd_update_multi            optim.sgd.sgd_update, per tensor     sgd_update_reference
+adam_update_multi           optim Adam/AdamW update, per tensor  adam_update_reference
+float_to_bf16_bits_gpu      amp.round_to_bfloat16                (the same rounding)
+==========================  ===================================  ==================================
 
 Kernels take float32 or float64 (the ``_f32``/``_f64`` instantiations) and C-contiguous
 arrays; the wrappers make inputs contiguous.  Every kernel loops grid-stride, so any size

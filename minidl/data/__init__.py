@@ -11,7 +11,7 @@ seeded splits, batch transforms and the ``DataLoader``.
 from . import transforms
 from .cifar import CIFAR10, CIFAR100
 from .dataloader import DataLoader
-from .dataset import ArrayDataset, Dataset, Subset, random_split, random_subset, train_val_split
+from .dataset import ArrayDataset, Dataset, InMemoryDataset, Subset, random_split, random_subset, train_val_split
 from .download import ChecksumError, DatasetNotFoundError, download_url
 from .fake import FakeData
 from .mnist import MNIST, FashionMNIST

@@ -15,7 +15,7 @@ import tarfile
 
 import numpy as np
 
-from .dataset import Dataset
+from .dataset import InMemoryDataset
 from .download import fetch
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -60,7 +60,7 @@ def _load_cache(path):
         return {name: cache[name] for name in cache.files}
 
 
-class _CIFAR(Dataset):
+class _CIFAR(InMemoryDataset):
     """Shared machinery; subclasses name the archive and decode its members."""
 
     filename = url = md5 = cache_prefix = None
@@ -77,20 +77,6 @@ class _CIFAR(Dataset):
             _save_cache(cache_path, **arrays)
         self.images = arrays["images"]
         self._set_targets(arrays)
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        """``(image uint8 (3, 32, 32), label int)``; batches come from ``get_batch``."""
-        return self.images[index], int(self.targets[index])
-
-    def get_batch(self, indices):
-        return self.images[indices], self.targets[indices]
-
-    @property
-    def class_to_idx(self):
-        return {name: index for index, name in enumerate(self.classes)}
 
     def __repr__(self):
         return (f"{type(self).__name__}(split={'train' if self.train else 'test'}, size={len(self)}, "

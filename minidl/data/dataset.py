@@ -29,7 +29,31 @@ class Dataset:
         return images, targets
 
 
-class ArrayDataset(Dataset):
+class InMemoryDataset(Dataset):
+    """A dataset whose ``images`` (N, C, H, W) and ``targets`` (N,) are arrays in memory.
+
+    Every dataset of minidl (CIFAR, MNIST, FakeData, ArrayDataset) is one, so a batch
+    is one fancy index into each array.
+    """
+
+    images = targets = classes = None
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        """``(image, label)`` with the label as a Python number; batches come from ``get_batch``."""
+        return self.images[index], self.targets[index].item()
+
+    def get_batch(self, indices):
+        return self.images[indices], self.targets[indices]
+
+    @property
+    def class_to_idx(self):
+        return {name: index for index, name in enumerate(self.classes or [])}
+
+
+class ArrayDataset(InMemoryDataset):
     """Images and targets already in memory: ``ArrayDataset(images, targets)``.
 
     ``images`` is (N, C, H, W) (uint8 images are scaled to [0, 1] by the DataLoader;
@@ -45,15 +69,6 @@ class ArrayDataset(Dataset):
             targets = targets.astype(np.int64)
         self.images, self.targets = images, targets
         self.classes = list(classes) if classes is not None else None
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        return self.images[index], self.targets[index]
-
-    def get_batch(self, indices):
-        return self.images[indices], self.targets[indices]
 
 
 class Subset(Dataset):

@@ -7,10 +7,10 @@ the same images.
 """
 import numpy as np
 
-from .dataset import Dataset
+from .dataset import InMemoryDataset
 
 
-class FakeData(Dataset):
+class FakeData(InMemoryDataset):
     """``size`` uint8 images of shape ``image_size`` in ``num_classes`` classes, fixed by ``seed``.
 
     ``train=False`` draws a different set of images from the same class patterns (a test
@@ -41,15 +41,3 @@ class FakeData(Dataset):
         cols = np.arange(width) * 4 // width
         return coarse[:, :, rows[:, None], cols[None, :]]
 
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        return self.images[index], int(self.targets[index])
-
-    def get_batch(self, indices):
-        return self.images[indices], self.targets[indices]
-
-    @property
-    def class_to_idx(self):
-        return {name: index for index, name in enumerate(self.classes)}

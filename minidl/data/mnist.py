@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from .cifar import _load_cache, _save_cache
-from .dataset import Dataset
+from .dataset import InMemoryDataset
 from .download import ChecksumError, file_digest, fetch
 
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -46,7 +46,7 @@ def read_idx_gz(path, expected_magic=None):
         return parse_idx(file.read(), expected_magic, name=path)
 
 
-class _MNISTBase(Dataset):
+class _MNISTBase(InMemoryDataset):
     """Shared machinery; subclasses list their files and checksums."""
 
     mirrors = ()
@@ -90,20 +90,6 @@ class _MNISTBase(Dataset):
             f"{path} matches neither the published md5 of {filename} ({self.gz_md5[filename]})"
             + (f" nor the md5 of its decompressed content ({expected_raw})" if expected_raw else "")
             + ". Delete it (it is corrupt or a different version) and fetch it again.")
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        """``(image uint8 (1, 28, 28), label int)``; batches come from ``get_batch``."""
-        return self.images[index], int(self.targets[index])
-
-    def get_batch(self, indices):
-        return self.images[indices], self.targets[indices]
-
-    @property
-    def class_to_idx(self):
-        return {name: index for index, name in enumerate(self.classes)}
 
     def __repr__(self):
         return (f"{type(self).__name__}(split={'train' if self.train else 'test'}, size={len(self)}, "
