@@ -3,15 +3,16 @@
 ``minidl.data.FashionMNIST`` reads the four IDX files from ``--data-dir``, downloads them when a network is
 reachable, and, when ``--data-dir`` holds nothing, falls back to the files of Debian's
 ``dataset-fashion-mnist`` package under ``/usr/share/datasets/fashion-mnist/`` (``apt-get install
-dataset-fashion-mnist``). Anchor: a ResNet-20-sized network reaches about 93-94% test top-1 on Fashion-MNIST.
+dataset-fashion-mnist``).
 
 Network: He et al.'s ResNet-20 (``resnet20(in_channels=1)``) on the 28x28 images as they are: the stages run
 at 28, 14 and 7 pixels and the global average pool makes the classifier independent of the side, so no
 padding to 32 is needed. Recipe (He et al.'s CIFAR recipe, shortened): SGD lr 0.1, momentum 0.9, weight decay
-1e-4, batch 128, cosine annealing over the epochs (3 by default: a quick real run, about 90%; ``--epochs 30``
-for the anchor), random crop of the image padded by 2 + horizontal flip (clothes are left-right symmetric),
+1e-4, batch 128, cosine annealing over the epochs (3 by default, a short real run; a CPU needs tens of minutes per
+epoch of the 60,000 images), random crop of the image padded by 2 + horizontal flip (clothes are left-right symmetric),
 normalisation with Fashion-MNIST's mean 0.2860 / std 0.3530. ``--subset N`` trains on N class-balanced
-images for a faster run.
+images for a faster run (measured: ``--subset 2000 --epochs 1`` reaches 32.9% test top-1 after 16 steps,
+well above the 10% of chance).
 
     python examples/train_resnet20_fashion_mnist.py
     python examples/train_resnet20_fashion_mnist.py --subset 10000 --epochs 2

@@ -68,7 +68,12 @@ float16 = np.dtype(np.float16)
 
 def _dtype_name(dtype):
     """'bfloat16' or 'float16' for any spelling (string, np.float16, ml_dtypes.bfloat16, ...)."""
-    name = dtype if isinstance(dtype, str) else getattr(dtype, "__name__", None) or str(np.dtype(dtype))
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "__name__", None)
+    if name is None:
+        try:
+            name = str(np.dtype(dtype))
+        except TypeError:
+            name = repr(dtype)
     name = str(name).replace("minidl.", "").replace("torch.", "")
     if name not in _LOW_PRECISION:
         raise ValueError(f"autocast: unknown dtype {dtype!r}; valid choices are 'bfloat16' and 'float16'")
@@ -176,7 +181,7 @@ def _cublas():
 def _gemm_ex(a, b, compute_dtype):
     """(..., M, K) @ (K, N) with 16-bit inputs, float32 accumulation and output, via cuBLAS."""
     import cupy
-    from .cuda.ops import float_to_bf16_bits_gpu
+    from .cuda.ops import _address, float_to_bf16_bits_gpu
     lead, (M, K), N = a.shape[:-2], a.shape[-2:], b.shape[1]
     if b.shape[0] != K:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up (K = {K} vs {b.shape[0]})")
@@ -190,8 +195,8 @@ def _gemm_ex(a, b, compute_dtype):
     one, zero = np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.float32)
     # Row-major C = A B is column-major C^T = B^T A^T: hand cuBLAS B first.
     _cublas().gemmEx(cupy.cuda.device.get_cublas_handle(), 0, 0, N, rows, K, one.ctypes.data,
-                     b16.data.ptr, kind, N, a16.data.ptr, kind, K, zero.ctypes.data,
-                     out.data.ptr, _CUDA_R_32F, N, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
+                     _address(b16), kind, N, _address(a16), kind, K, zero.ctypes.data,
+                     _address(out), _CUDA_R_32F, N, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
     return out.reshape(lead + (M, N))
 
 

@@ -1,9 +1,16 @@
-"""conv2d: finite differences, PyTorch parity, im2col/col2im, dtypes and error messages."""
+"""conv2d: finite differences, PyTorch parity, im2col/col2im, dtypes and error messages.
+
+On NumPy, conv2d with groups == 1 takes the channels-last CPU path (conv_cpu.py); the generic
+im2col path (the one CuPy runs) is tested on the CPU too, by switching the CPU path off.
+"""
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import minidl
+from minidl.functions import conv
 from minidl.functions.conv import col2im, conv2d, im2col
 from minidl.gradcheck import gradcheck
 from tests.helpers import assert_close, leaf, torch_or_skip
@@ -31,6 +38,23 @@ def conv_cases(draw, max_size=6, max_batch=2, max_group_channels=2):
     )
 
 
+@contextlib.contextmanager
+def conv_path(path):
+    """Runs conv2d on the default path, or on the generic im2col path ("generic") for every groups."""
+    if path == "default":
+        yield
+        return
+    original = conv.uses_channels_last
+    conv.uses_channels_last = lambda xp, groups: False
+    try:
+        yield
+    finally:
+        conv.uses_channels_last = original
+
+
+PATHS = pytest.mark.parametrize("path", ["default", "generic"])
+
+
 def make_inputs(case):
     rng = np.random.default_rng(case["seed"])
     x = leaf(rng.standard_normal(case["input_shape"]))
@@ -43,24 +67,28 @@ def conv_params(case):
     return {name: case[name] for name in ("stride", "padding", "dilation", "groups")}
 
 
-@settings(max_examples=40)
-@given(conv_cases())
-def test_conv2d_gradcheck(case):
+@PATHS
+@settings(max_examples=25)
+@given(case=conv_cases())
+def test_conv2d_gradcheck(path, case):
     x, w, b = make_inputs(case)
     params = conv_params(case)
     inputs = (x, w) if b is None else (x, w, b)
-    assert gradcheck(lambda *t: conv2d(*t, **params), *inputs)
+    with conv_path(path):
+        assert gradcheck(lambda *t: conv2d(*t, **params), *inputs)
 
 
-@settings(max_examples=40)
-@given(conv_cases(max_size=11, max_batch=3, max_group_channels=3))
-def test_conv2d_matches_torch(case):
+@PATHS
+@settings(max_examples=30)
+@given(case=conv_cases(max_size=11, max_batch=3, max_group_channels=3))
+def test_conv2d_matches_torch(path, case):
     torch = torch_or_skip()
     x, w, b = make_inputs(case)
     params = conv_params(case)
-    y = conv2d(x, w, b, **params)
-    upstream = np.random.default_rng(1).standard_normal(y.shape)
-    (y * minidl.tensor(upstream)).sum().backward()
+    with conv_path(path):
+        y = conv2d(x, w, b, **params)
+        upstream = np.random.default_rng(1).standard_normal(y.shape)
+        (y * minidl.tensor(upstream)).sum().backward()
 
     tx, tw = (torch.tensor(t.data, requires_grad=True) for t in (x, w))
     tb = None if b is None else torch.tensor(b.data, requires_grad=True)
@@ -88,7 +116,8 @@ def test_conv2d_padding_same_and_valid_match_torch(kernel, dilation):
         assert_close(y, expected, what=f"padding={padding!r}")
 
 
-def test_conv2d_resnet_shapes_match_torch_with_partial_grads():
+@PATHS
+def test_conv2d_resnet_shapes_match_torch_with_partial_grads(path):
     """A 3x3 stride-2 layer and a 1x1 stride-2 shortcut; input without grad, then weight frozen."""
     torch = torch_or_skip()
     rng = np.random.default_rng(3)
@@ -99,12 +128,14 @@ def test_conv2d_resnet_shapes_match_torch_with_partial_grads():
         torch.nn.functional.conv2d(tx, tw, stride=2, padding=padding).backward(torch.tensor(upstream))
 
         x, w = leaf(x_data, requires_grad=False), leaf(w_data)
-        (conv2d(x, w, stride=2, padding=padding) * minidl.tensor(upstream)).sum().backward()
+        with conv_path(path):
+            (conv2d(x, w, stride=2, padding=padding) * minidl.tensor(upstream)).sum().backward()
         assert x.grad is None
         assert_close(w.grad, tw.grad, what="weight grad, input without grad")
 
         x, w = leaf(x_data), leaf(w_data, requires_grad=False)
-        (conv2d(x, w, stride=2, padding=padding) * minidl.tensor(upstream)).sum().backward()
+        with conv_path(path):
+            (conv2d(x, w, stride=2, padding=padding) * minidl.tensor(upstream)).sum().backward()
         assert w.grad is None
         assert_close(x.grad, tx.grad, what="input grad, frozen weight")
 
@@ -128,14 +159,16 @@ def test_im2col_reads_the_windows_and_col2im_is_its_adjoint():
     np.testing.assert_allclose((cols * c).sum(), (x * col2im(c, x.shape, *geometry)).sum(), rtol=1e-12)
 
 
-def test_conv2d_float32_stays_float32():
+@PATHS
+def test_conv2d_float32_stays_float32(path):
     rng = np.random.default_rng(0)
     x = minidl.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32), requires_grad=True)
     w = minidl.tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
     b = minidl.tensor(rng.standard_normal(4).astype(np.float32), requires_grad=True)
-    y = conv2d(x, w, b, stride=2, padding=1)
-    assert y.dtype == np.float32
-    y.sum().backward()
+    with conv_path(path):
+        y = conv2d(x, w, b, stride=2, padding=1)
+        assert y.dtype == np.float32
+        y.sum().backward()
     assert x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
     reference = conv2d(leaf(x.data), leaf(w.data), leaf(b.data), stride=2, padding=1)
     assert_close(y, reference.detach().numpy().astype(np.float32), rtol=1e-5, atol=1e-5)

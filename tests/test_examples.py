@@ -18,7 +18,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 SMOKE = ["--fake-data", "--epochs", "1", "--fake-size", "32", "--batch-size", "16", "--no-progress"]
-# The deepest networks run one batch of 8 images (the point is that the script runs end to end).
+# The costliest networks run one batch of 8 images (the point is that the script runs end to end), to keep
+# this file within a few minutes on two CPU cores.
 SMALL = ["--fake-size", "8", "--batch-size", "8"]
 
 # script -> extra arguments for the smoke run (appended after SMOKE, so they override it).
@@ -27,17 +28,17 @@ TRAINING_SCRIPTS = {
     "train_resnet20_cifar10.py": ["--shortcut", "zero_pad"],
     "train_resnet50_cifar10.py": SMALL,
     "train_preact_resnet18_cifar10.py": [],
-    "train_resnet18_cifar100.py": [],
+    "train_resnet18_cifar100.py": SMALL,
     "train_resnet110_cifar100.py": SMALL,
     "train_custom_resnet_cifar100.py": [],
     "transfer_resnet18_cifar100.py": ["--image-size", "32"],
-    "train_vgg19_cifar10.py": [],
+    "train_vgg19_cifar10.py": SMALL,
     "train_plaincnn_cifar10.py": [],
     "train_plaincnn_cifar100.py": [],
     "train_configurable_resnet_cifar10.py": ["--combination", "3", "--dropout", "0.2"],
     "train_resnet18_adam_cifar10.py": [],
     "finetune_resnet18_cifar10.py": ["--freeze-children", "6"],
-    "train_tiny_cifar10_dropout.py": ["--image-size", "40"],
+    "train_tiny_cifar10_dropout.py": SMALL + ["--image-size", "40"],
     "train_resnet20_fashion_mnist.py": [],
 }
 OTHER_SCRIPTS = ["search_configurable_resnet.py", "feature_maps.py", "convert_torchvision_weights.py"]
@@ -92,12 +93,23 @@ def test_training_script_runs_one_epoch(script, tmp_path):
 
 @pytest.mark.slow
 def test_resume_continues_the_main_example(tmp_path):
-    out = tmp_path / "run"
-    assert_ok(run_script("train_resnet18_cifar10.py", *SMOKE, "--out", out))
+    out, small = tmp_path / "run", ["--fake-size", "16"]
+    assert_ok(run_script("train_resnet18_cifar10.py", *SMOKE, *small, "--out", out))
     first = assert_run_outputs(out, epochs=1)
-    assert_ok(run_script("train_resnet18_cifar10.py", *SMOKE, "--epochs", "2", "--resume", "--out", out))
+    assert_ok(run_script("train_resnet18_cifar10.py", *SMOKE, *small, "--epochs", "2", "--resume", "--out", out))
     rows = assert_run_outputs(out, epochs=2)
     assert rows[0] == first[0]  # the first epoch's row survives the resume unchanged
+
+
+@pytest.mark.slow
+def test_dropout_sweep_trains_one_run_per_rate(tmp_path):
+    out = tmp_path / "sweep"
+    result = run_script("train_tiny_cifar10_dropout.py", *SMOKE, *SMALL, "--image-size", "32", "--sweep",
+                        "--out", out)
+    assert_ok(result)
+    for p in ("0.1", "0.2", "0.3", "0.4"):
+        assert_run_outputs(out / f"p{p}")
+        assert f"p={p}: " in result.stdout.splitlines()[-1]
 
 
 @pytest.mark.slow
@@ -155,7 +167,7 @@ def test_feature_maps_names_unknown_layers(tmp_path):
 def test_search_script(tmp_path):
     out = tmp_path / "search"
     result = run_script("search_configurable_resnet.py", "--fake-data", "--fake-size", "16", "--trials", "2",
-                        "--epochs-per-trial", "2", "--combination", "8", "--no-progress", "--out", out)
+                        "--epochs-per-trial", "2", "--combination", "3", "--no-progress", "--out", out)
     if importlib.util.find_spec("optuna") is None:
         assert result.returncode != 0
         assert "pip install optuna" in result.stderr

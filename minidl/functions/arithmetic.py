@@ -4,6 +4,7 @@ When an input was broadcast in the forward pass (a bias of shape (C,) added to
 (N, C)), each of its elements influenced many outputs, so its gradient is the
 *sum* of the output gradient over the broadcast axes: ``unbroadcast``.
 """
+from .. import amp
 from ..autograd import Function
 from ..backend import get_array_module
 
@@ -120,14 +121,16 @@ class MatMul(Function):
     """y = a @ b (batched, broadcasting over leading dims).
 
     dL/da = g @ b^T,  dL/db = a^T @ g, with 1-d operands treated as a row
-    (for a) or a column (for b) vector, as in NumPy.
+    (for a) or a column (for b) vector, as in NumPy.  Under ``minidl.amp.autocast``
+    the products run in bf16/fp16 with float32 accumulation.
     """
 
     def forward(self, a, b):
+        self.compute_dtype = amp.autocast_dtype()
         self.a_shape, self.b_shape = a.shape, b.shape
         self.a = a if self.needs_input_grad[1] else None  # dL/db needs only a
         self.b = b if self.needs_input_grad[0] else None  # dL/da needs only b
-        return a @ b
+        return amp.matmul(a, b, self.compute_dtype)
 
     def backward(self, g):
         a_is_vector, b_is_vector = len(self.a_shape) == 1, len(self.b_shape) == 1
@@ -139,9 +142,9 @@ class MatMul(Function):
         if self.needs_input_grad[0]:
             b = self.b[:, None] if b_is_vector else self.b
             a_matrix_shape = (1,) + self.a_shape if a_is_vector else self.a_shape
-            grad_a = unbroadcast(g @ b.swapaxes(-1, -2), a_matrix_shape).reshape(self.a_shape)
+            grad_a = unbroadcast(amp.matmul(g, b.swapaxes(-1, -2), self.compute_dtype), a_matrix_shape).reshape(self.a_shape)
         if self.needs_input_grad[1]:
             a = self.a[None, :] if a_is_vector else self.a
             b_matrix_shape = self.b_shape + (1,) if b_is_vector else self.b_shape
-            grad_b = unbroadcast(a.swapaxes(-1, -2) @ g, b_matrix_shape).reshape(self.b_shape)
+            grad_b = unbroadcast(amp.matmul(a.swapaxes(-1, -2), g, self.compute_dtype), b_matrix_shape).reshape(self.b_shape)
         return grad_a, grad_b

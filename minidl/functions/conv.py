@@ -97,6 +97,8 @@ class Conv2d(Function):
 
     def forward(self, x, weight, bias, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
         xp = get_array_module(x)
+        if uses_channels_last(xp, groups):
+            return self._forward_channels_last(x, weight, bias, stride, padding, dilation)
         n = x.shape[0]
         out_channels, _, kh, kw = weight.shape
         geometry = (kh, kw), stride, padding, dilation
@@ -117,6 +119,8 @@ class Conv2d(Function):
 
     def backward(self, g):
         xp = get_array_module(g)
+        if self.channels_last:
+            return self._backward_channels_last(g)
         groups, weight, cols = self.groups, self.weight, self.cols
         out_channels = g.shape[1]
         g_mat = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, out_channels // groups, -1)
@@ -132,6 +136,36 @@ class Conv2d(Function):
         if self.needs_input_grad[2]:
             grad_b = g.sum(axis=(0, 2, 3))
         return grad_x, grad_w, grad_b
+
+    # The CPU path (minidl/functions/conv_cpu.py): same maths, channels-last memory, chunked im2col.
+    channels_last = False
+
+    def _forward_channels_last(self, x, weight, bias, stride, padding, dilation):
+        from . import conv_cpu
+        y, padded = conv_cpu.conv_forward(x, weight, bias, stride, padding, dilation)
+        if self.recording:
+            self.channels_last, self.geometry, self.input_shape = True, (stride, padding, dilation), x.shape
+            self.weight = weight if self.needs_input_grad[0] else None
+            self.padded = padded if self.needs_input_grad[1] else None
+            self.weight_shape = weight.shape
+        return y
+
+    def _backward_channels_last(self, g):
+        from . import conv_cpu
+        stride, padding, dilation = self.geometry
+        grad_x = grad_w = grad_b = None
+        if self.needs_input_grad[0]:
+            grad_x = conv_cpu.conv_input_grad(g, self.weight, self.input_shape, stride, padding, dilation)
+        if self.needs_input_grad[1]:
+            grad_w = conv_cpu.conv_weight_grad(self.padded, g, self.weight_shape, stride, dilation)
+        if self.needs_input_grad[2]:
+            grad_b = g.sum(axis=(0, 2, 3))
+        return grad_x, grad_w, grad_b
+
+
+def uses_channels_last(xp, groups):
+    """Whether Conv2d takes the CPU channels-last path (conv_cpu.py): NumPy arrays, no groups."""
+    return xp.__name__ == "numpy" and groups == 1
 
 
 def _padding(padding, kernel_size, stride, dilation):

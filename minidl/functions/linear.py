@@ -1,4 +1,5 @@
 """The fully connected layer as one op: y = x W^T + b."""
+from .. import amp
 from ..autograd import Function
 
 
@@ -7,11 +8,14 @@ class Linear(Function):
 
     With the leading dims of x and g = dL/dy flattened into rows (x2: (rows, in), g2: (rows, out)):
         dL/dx = g @ W,   dL/dW = g2^T @ x2,   dL/db = sum of g2 over rows.
+
+    Under ``minidl.amp.autocast`` the three products run in bf16/fp16 with float32 accumulation.
     """
 
     def forward(self, x, weight, bias=None):
+        self.compute_dtype = amp.autocast_dtype()
         rows = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-        y = rows @ weight.T  # one 2-D matmul (a single BLAS call) for any number of leading dims
+        y = amp.matmul(rows, weight.T, self.compute_dtype)  # one 2-D product for any number of leading dims
         if bias is not None:
             y += bias
         if self.recording:
@@ -23,9 +27,9 @@ class Linear(Function):
         g_rows = g.reshape(-1, g.shape[-1])
         grad_x = grad_weight = grad_bias = None
         if self.needs_input_grad[0]:
-            grad_x = (g_rows @ weight).reshape(x.shape)
+            grad_x = amp.matmul(g_rows, weight, self.compute_dtype).reshape(x.shape)
         if self.needs_input_grad[1]:
-            grad_weight = g_rows.T @ x.reshape(-1, x.shape[-1])
+            grad_weight = amp.matmul(g_rows.T, x.reshape(-1, x.shape[-1]), self.compute_dtype)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             grad_bias = g_rows.sum(axis=0)
         return grad_x, grad_weight, grad_bias

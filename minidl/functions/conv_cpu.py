@@ -1,0 +1,202 @@
+"""Convolution on the CPU in channels-last memory: im2col and GEMM one cache-sized chunk at a time.
+
+``conv.py`` holds the generic im2col/GEMM convolution that runs on NumPy and CuPy alike.  On the
+CPU its cost is memory traffic, not arithmetic: for ResNet-20's first stage (128 x 16 x 32 x 32,
+3x3) the im2col matrix is 75 MB, nine times the activation, written once, read by the GEMM and
+read again by the weight gradient, and the NCHW <-> (C, N*H*W) transposes add more passes.
+
+This file computes the same convolution with two changes:
+
+* Channels-last memory.  An activation is an (N, C, H, W) array whose memory is ordered
+  (N, H, W, C); ``x.transpose(0, 2, 3, 1)`` is then contiguous for free.  The windows of the
+  padded NHWC input form rows ``(kh, kw, c)`` of length KH*KW*C, so
+
+      Y (N*OH*OW, OC) = cols (N*OH*OW, KH*KW*C) @ Wt (KH*KW*C, OC)
+
+  and Y *is* the NHWC output: ``Y.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2)`` has NCHW shape
+  without a copy.  Elementwise NumPy ops keep their input's memory order, so BatchNorm, ReLU and
+  the residual add pass the layout on to the next convolution.
+
+* Chunks.  The im2col rows of a few images at a time (about 1.5 MB) are copied into one reused
+  buffer that stays in cache and multiplied at once, so the big matrix never exists.  Backward
+  rebuilds the chunks for dL/dW instead of keeping them (it keeps only the padded input).
+
+Backward, with G = dL/dY as (N*OH*OW, OC) rows:
+
+    dL/dW = sum over chunks of G_chunk^T @ cols_chunk
+    dL/dx, stride 1: the convolution of G (zero-padded) with the flipped, transposed kernel,
+                     which reuses the forward code;
+    dL/dx, stride > 1: dcols = G @ W per chunk, added back onto the windows (col2im, NHWC).
+
+Only the CPU with ``groups == 1`` takes this path (``conv.uses_channels_last``); results equal
+the generic path's up to float rounding (tests/test_cpu_kernels.py).
+"""
+import numpy as np
+
+from .conv import output_size, window_slice
+
+CHUNK_FLOATS = 1 << 18  # im2col values per chunk: 1 MiB of float32, 2 MiB of float64 (a core's L2 is 2 MiB)
+
+
+def channels_last(x):
+    """x (N, C, H, W) as a C-contiguous (N, H, W, C) array: a view when x is channels-last, else a copy."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def as_nchw(rows, n, h, w):
+    """(N*H*W, C) rows of NHWC memory viewed as an (N, C, H, W) array, no copy."""
+    return rows.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+
+
+def pad_channels_last(x_nhwc, padding):
+    """x (N, H, W, C) with (top, bottom, left, right) zero rows/columns added (x itself when there are none)."""
+    top, bottom, left, right = padding
+    if not any(padding):
+        return x_nhwc
+    n, h, w, c = x_nhwc.shape
+    padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=x_nhwc.dtype)
+    padded[:, top:top + h, left:left + w] = x_nhwc
+    return padded
+
+
+def windows(padded, kernel_size, stride, dilation):
+    """The (N, OH, OW, KH, KW, C) view of every window of a padded NHWC input (nothing copied)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    n, hp, wp, c = padded.shape
+    oh, ow = output_size(hp, kh, sh, 0, 0, dh), output_size(wp, kw, sw, 0, 0, dw)
+    s_n, s_h, s_w, s_c = padded.strides
+    return np.lib.stride_tricks.as_strided(
+        padded, shape=(n, oh, ow, kh, kw, c), strides=(s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c),
+        writeable=False)
+
+
+def images_per_chunk(window_view):
+    n, oh, ow, kh, kw, c = window_view.shape
+    return max(1, min(n, CHUNK_FLOATS // (oh * ow * kh * kw * c)))
+
+
+def chunks(window_view):
+    """(first image, im2col rows of images first..first+count) per chunk, reusing one buffer.
+
+    A 1x1 stride-1 convolution needs no copy: its rows are the input itself.
+    """
+    n, oh, ow, kh, kw, c = window_view.shape
+    step = images_per_chunk(window_view)
+    is_plain_view = kh == kw == 1 and window_view.strides[2] == window_view.strides[5] * c
+    buffer = None if is_plain_view else np.empty((step, oh, ow, kh, kw, c), dtype=window_view.dtype)
+    for first in range(0, n, step):
+        part = window_view[first:first + step]
+        if buffer is None:
+            yield first, part.reshape(-1, c)  # a view: rows of the contiguous input
+            continue
+        target = buffer[:len(part)]
+        np.copyto(target, part)
+        yield first, target.reshape(len(part) * oh * ow, -1)
+
+
+def forward_rows(padded, weight_rows, kernel_size, stride, dilation):
+    """Convolution of a padded NHWC input: (N*OH*OW, OC) rows = im2col(padded) @ weight_rows.
+
+    ``weight_rows`` is (KH*KW*C, OC), rows ordered (kh, kw, c) like the windows.
+    """
+    view = windows(padded, kernel_size, stride, dilation)
+    n, oh, ow = view.shape[:3]
+    per_image = oh * ow
+    y = np.empty((n * per_image, weight_rows.shape[1]), dtype=padded.dtype)
+    for first, cols in chunks(view):
+        np.matmul(cols, weight_rows, out=y[first * per_image:first * per_image + len(cols)])
+    return y
+
+
+def weight_grad_rows(padded, g_rows, kernel_size, stride, dilation):
+    """dL/dW as (OC, KH*KW*C) = sum over chunks of G_chunk^T @ cols_chunk."""
+    view = windows(padded, kernel_size, stride, dilation)
+    per_image = view.shape[1] * view.shape[2]
+    grad = part = None
+    for first, cols in chunks(view):
+        g_chunk = g_rows[first * per_image:first * per_image + len(cols)]
+        if grad is None:
+            grad = g_chunk.T @ cols
+            part = np.empty_like(grad)
+        else:
+            np.matmul(g_chunk.T, cols, out=part)
+            grad += part
+    return grad
+
+
+def weight_as_rows(weight):
+    """(OC, C, KH, KW) -> (KH*KW*C, OC), rows ordered (kh, kw, c) like the NHWC windows."""
+    oc = weight.shape[0]
+    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, oc)
+
+
+def conv_forward(x, weight, bias, stride, padding, dilation):
+    """y (N, OC, OH, OW) as a channels-last view, and the padded NHWC input (kept for backward)."""
+    n = x.shape[0]
+    kernel_size = weight.shape[2:]
+    padded = pad_channels_last(channels_last(x), padding)
+    y = forward_rows(padded, weight_as_rows(weight), kernel_size, stride, dilation)
+    if bias is not None:
+        y += bias
+    view_shape = windows(padded, kernel_size, stride, dilation).shape
+    return as_nchw(y, n, view_shape[1], view_shape[2]), padded
+
+
+def conv_weight_grad(padded, g, weight_shape, stride, dilation):
+    """dL/dW (OC, C, KH, KW) from the saved padded NHWC input and g (N, OC, OH, OW)."""
+    oc, c, kh, kw = weight_shape
+    g_rows = channels_last(g).reshape(-1, oc)
+    grad = weight_grad_rows(padded, g_rows, (kh, kw), stride, dilation)
+    return np.ascontiguousarray(grad.reshape(oc, kh, kw, c).transpose(0, 3, 1, 2))
+
+
+def conv_input_grad(g, weight, input_shape, stride, padding, dilation):
+    """dL/dx (N, C, H, W), a channels-last view, for g (N, OC, OH, OW)."""
+    if stride == (1, 1):
+        return _input_grad_stride1(g, weight, input_shape, padding, dilation)
+    return _input_grad_col2im(g, weight, input_shape, stride, padding, dilation)
+
+
+def _input_grad_stride1(g, weight, input_shape, padding, dilation):
+    """dx[h, w] = sum_{kh, kw} g[h + top - kh*dh, w + left - kw*dw] . W[:, :, kh, kw]:
+    the stride-1 convolution of g, zero-padded by (KH-1)*dh - top above (and so on), with the
+    kernel flipped in space and its channel axes swapped."""
+    n, c, h, w = input_shape
+    oc, _, kh, kw = weight.shape
+    (dh, dw), (top, _, left, _) = dilation, padding
+    g_nhwc = channels_last(g)
+    g_padded = np.zeros((n, h + (kh - 1) * dh, w + (kw - 1) * dw, oc), dtype=g.dtype)
+    # g row j lands on padded row j + shift; rows falling outside (padding wider than the kernel) are never read
+    shift_h, shift_w = (kh - 1) * dh - top, (kw - 1) * dw - left
+    rows = _overlap(g_nhwc.shape[1], shift_h, g_padded.shape[1])
+    cols = _overlap(g_nhwc.shape[2], shift_w, g_padded.shape[2])
+    g_padded[:, rows[0]:rows[1], cols[0]:cols[1]] = g_nhwc[:, rows[0] - shift_h:rows[1] - shift_h,
+                                                           cols[0] - shift_w:cols[1] - shift_w]
+    flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
+    dx = forward_rows(g_padded, flipped, (kh, kw), (1, 1), dilation)
+    return as_nchw(dx, n, h, w)
+
+
+def _overlap(length, shift, size):
+    """[start, stop) in the target of positions j + shift, 0 <= j < length, that fall in [0, size)."""
+    return max(0, shift), min(size, length + shift)
+
+
+def _input_grad_col2im(g, weight, input_shape, stride, padding, dilation):
+    """dcols = G @ W (rows (kh, kw, c)) per chunk, each window added back onto the padded dx."""
+    n, c, h, w = input_shape
+    oc, _, kh, kw = weight.shape
+    (sh, sw), (dh, dw), (top, bottom, left, right) = stride, dilation, padding
+    oh, ow = g.shape[2:]
+    g_rows = channels_last(g).reshape(-1, oc)
+    w_rows = weight.transpose(0, 2, 3, 1).reshape(oc, -1)  # (OC, KH*KW*C)
+    dx = np.zeros((n, h + top + bottom, w + left + right, c), dtype=g.dtype)
+    step = max(1, min(n, CHUNK_FLOATS // (oh * ow * kh * kw * c)))
+    for first in range(0, n, step):
+        count = min(step, n - first)
+        dcols = (g_rows[first * oh * ow:(first + count) * oh * ow] @ w_rows).reshape(count, oh, ow, kh, kw, c)
+        target = dx[first:first + count]
+        for i in range(kh):
+            for j in range(kw):
+                target[:, window_slice(i * dh, oh, sh), window_slice(j * dw, ow, sw)] += dcols[:, :, :, i, j]
+    return dx[:, top:top + h, left:left + w].transpose(0, 3, 1, 2)
