@@ -16,6 +16,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "fast": ["numba>=0.58"],
+        "examples": ["optuna>=3"],  # the hyper-parameter search of examples/search_configurable_resnet.py
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
     },

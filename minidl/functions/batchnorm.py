@@ -86,11 +86,10 @@ class BatchNorm(Function):
     rows_path = False
 
     def _forward_rows(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
-        column_sums, scale_shift, _, _ = cpu_kernels.kernels()
         rows = channel_rows(x)
         if training:
-            total, squares = column_sums(rows)
-            mean, var = (total / len(rows)).astype(x.dtype), (squares / len(rows)).astype(x.dtype)
+            mean, var = cpu_kernels.column_mean_and_var(rows)
+            mean, var = mean.astype(x.dtype), var.astype(x.dtype)
             if running_mean is not None:
                 _update_running_stats(running_mean, running_var, mean, var, momentum, len(rows))
         else:
@@ -101,16 +100,15 @@ class BatchNorm(Function):
         if self.recording:
             self.rows_path, self.x, self.mean, self.invstd, self.weight = True, x, mean, invstd, weight
             self.training = training
-        y = scale_shift(rows, scale, shift, np.empty_like(rows))
+        y = cpu_kernels.scale_shift(rows, scale, shift)
         return y.reshape(x.shape[0], x.shape[2], x.shape[3], -1).transpose(0, 3, 1, 2)
 
     def _backward_rows(self, g):
-        _, _, grad_sums, input_grad = cpu_kernels.kernels()
         x, mean, invstd = self.x, self.mean, self.invstd
         need_x, need_weight, need_bias = self.needs_input_grad
         rows = channel_rows(x)
         g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(rows.shape)
-        sum_g, sum_g_centred = grad_sums(g_rows, rows, mean)
+        sum_g, sum_g_centred = cpu_kernels.grad_sums(g_rows, rows, mean)
         sum_g_xhat = sum_g_centred * invstd
         grad_x = None
         if need_x:
@@ -120,7 +118,7 @@ class BatchNorm(Function):
                 b, c = -scale * invstd * sum_g_xhat / m, -scale * sum_g / m
             else:
                 b = c = np.zeros_like(scale)
-            grad_x = input_grad(g_rows, rows, mean, scale, b.astype(x.dtype), c.astype(x.dtype), np.empty_like(rows))
+            grad_x = cpu_kernels.input_grad(g_rows, rows, mean, scale, b.astype(x.dtype), c.astype(x.dtype))
             grad_x = grad_x.reshape(x.shape[0], x.shape[2], x.shape[3], -1).transpose(0, 3, 1, 2)
         grad_weight = sum_g_xhat.astype(x.dtype) if need_weight else None
         grad_bias = sum_g.astype(x.dtype) if need_bias else None

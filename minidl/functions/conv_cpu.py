@@ -34,6 +34,7 @@ the generic path's up to float rounding (tests/test_cpu_kernels.py).
 import numpy as np
 
 from .conv import output_size, window_slice
+from .cpu_threads import map_ranges
 
 CHUNK_FLOATS = 1 << 18  # im2col values per chunk: 1 MiB of float32, 2 MiB of float64 (a core's L2 is 2 MiB)
 
@@ -54,8 +55,14 @@ def pad_channels_last(x_nhwc, padding):
     if not any(padding):
         return x_nhwc
     n, h, w, c = x_nhwc.shape
-    padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=x_nhwc.dtype)
-    padded[:, top:top + h, left:left + w] = x_nhwc
+    padded = np.empty((n, h + top + bottom, w + left + right, c), dtype=x_nhwc.dtype)
+
+    def images(first, stop):
+        part = padded[first:stop]
+        part[:, :top], part[:, top + h:], part[:, :, :left], part[:, :, left + w:] = 0, 0, 0, 0
+        part[:, top:top + h, left:left + w] = x_nhwc[first:stop]
+
+    map_ranges(images, n)
     return padded
 
 
@@ -103,8 +110,13 @@ def forward_rows(padded, weight_rows, kernel_size, stride, dilation):
     n, oh, ow = view.shape[:3]
     per_image = oh * ow
     y = np.empty((n * per_image, weight_rows.shape[1]), dtype=padded.dtype)
-    for first, cols in chunks(view):
-        np.matmul(cols, weight_rows, out=y[first * per_image:first * per_image + len(cols)])
+
+    def images(first, stop):
+        for start, cols in chunks(view[first:stop]):
+            row = (first + start) * per_image
+            np.matmul(cols, weight_rows, out=y[row:row + len(cols)])
+
+    map_ranges(images, n)
     return y
 
 
@@ -112,16 +124,21 @@ def weight_grad_rows(padded, g_rows, kernel_size, stride, dilation):
     """dL/dW as (OC, KH*KW*C) = sum over chunks of G_chunk^T @ cols_chunk."""
     view = windows(padded, kernel_size, stride, dilation)
     per_image = view.shape[1] * view.shape[2]
-    grad = part = None
-    for first, cols in chunks(view):
-        g_chunk = g_rows[first * per_image:first * per_image + len(cols)]
-        if grad is None:
-            grad = g_chunk.T @ cols
-            part = np.empty_like(grad)
-        else:
-            np.matmul(g_chunk.T, cols, out=part)
-            grad += part
-    return grad
+
+    def images(first, stop):
+        grad = part = None
+        for start, cols in chunks(view[first:stop]):
+            row = (first + start) * per_image
+            g_chunk = g_rows[row:row + len(cols)]
+            if grad is None:
+                grad = g_chunk.T @ cols
+                part = np.empty_like(grad)
+            else:
+                np.matmul(g_chunk.T, cols, out=part)
+                grad += part
+        return grad
+
+    return sum(map_ranges(images, view.shape[0]))
 
 
 def weight_as_rows(weight):
@@ -165,13 +182,17 @@ def _input_grad_stride1(g, weight, input_shape, padding, dilation):
     oc, _, kh, kw = weight.shape
     (dh, dw), (top, _, left, _) = dilation, padding
     g_nhwc = channels_last(g)
-    g_padded = np.zeros((n, h + (kh - 1) * dh, w + (kw - 1) * dw, oc), dtype=g.dtype)
-    # g row j lands on padded row j + shift; rows falling outside (padding wider than the kernel) are never read
+    # g row j lands on padded row j + shift (the padded g has H + (KH-1)*dh rows)
     shift_h, shift_w = (kh - 1) * dh - top, (kw - 1) * dw - left
-    rows = _overlap(g_nhwc.shape[1], shift_h, g_padded.shape[1])
-    cols = _overlap(g_nhwc.shape[2], shift_w, g_padded.shape[2])
-    g_padded[:, rows[0]:rows[1], cols[0]:cols[1]] = g_nhwc[:, rows[0] - shift_h:rows[1] - shift_h,
-                                                           cols[0] - shift_w:cols[1] - shift_w]
+    sides = (shift_h, h + (kh - 1) * dh - g.shape[2] - shift_h, shift_w, w + (kw - 1) * dw - g.shape[3] - shift_w)
+    if min(sides) >= 0:
+        g_padded = pad_channels_last(g_nhwc, sides)
+    else:  # padding wider than the kernel reach: some rows of g read only padding and drop out
+        g_padded = np.zeros((n, h + (kh - 1) * dh, w + (kw - 1) * dw, oc), dtype=g.dtype)
+        rows = _overlap(g_nhwc.shape[1], shift_h, g_padded.shape[1])
+        cols = _overlap(g_nhwc.shape[2], shift_w, g_padded.shape[2])
+        g_padded[:, rows[0]:rows[1], cols[0]:cols[1]] = g_nhwc[:, rows[0] - shift_h:rows[1] - shift_h,
+                                                               cols[0] - shift_w:cols[1] - shift_w]
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
     dx = forward_rows(g_padded, flipped, (kh, kw), (1, 1), dilation)
     return as_nchw(dx, n, h, w)
@@ -192,11 +213,15 @@ def _input_grad_col2im(g, weight, input_shape, stride, padding, dilation):
     w_rows = weight.transpose(0, 2, 3, 1).reshape(oc, -1)  # (OC, KH*KW*C)
     dx = np.zeros((n, h + top + bottom, w + left + right, c), dtype=g.dtype)
     step = max(1, min(n, CHUNK_FLOATS // (oh * ow * kh * kw * c)))
-    for first in range(0, n, step):
-        count = min(step, n - first)
-        dcols = (g_rows[first * oh * ow:(first + count) * oh * ow] @ w_rows).reshape(count, oh, ow, kh, kw, c)
-        target = dx[first:first + count]
-        for i in range(kh):
-            for j in range(kw):
-                target[:, window_slice(i * dh, oh, sh), window_slice(j * dw, ow, sw)] += dcols[:, :, :, i, j]
+
+    def images(first_image, stop_image):
+        for first in range(first_image, stop_image, step):
+            count = min(step, stop_image - first)
+            dcols = (g_rows[first * oh * ow:(first + count) * oh * ow] @ w_rows).reshape(count, oh, ow, kh, kw, c)
+            target = dx[first:first + count]
+            for i in range(kh):
+                for j in range(kw):
+                    target[:, window_slice(i * dh, oh, sh), window_slice(j * dw, ow, sw)] += dcols[:, :, :, i, j]
+
+    map_ranges(images, n)
     return dx[:, top:top + h, left:left + w].transpose(0, 3, 1, 2)

@@ -131,9 +131,9 @@ class Trainer:
             if hasattr(train_loader, "set_epoch"):
                 train_loader.set_epoch(self.epoch)
             started = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate the epoch starts with
             train_stats = self.train_epoch(train_loader, epochs)
             val_stats = self.evaluate(val_loader, "val") if val_loader is not None else {}
-            lr = self.optimizer.param_groups[0]["lr"]
             self._step_epoch_scheduler(val_stats.get("val_loss", train_stats["train_loss"]))
             self.epoch += 1
             row = {"epoch": self.epoch, "lr": lr, **train_stats, **val_stats,

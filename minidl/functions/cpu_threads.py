@@ -1,0 +1,87 @@
+"""Coarse-grained CPU threading: split a batch into one slice per core and run the slices at once.
+
+NumPy's copies and the GEMMs of small chunks each run on one core; OpenBLAS threads every GEMM call
+itself, which on small, many calls costs one synchronisation per call (and on a busy machine one
+late thread stalls the other).  Here each worker thread takes a contiguous slice of the batch and
+works through it alone, with its BLAS calls single-threaded (OpenBLAS's per-thread setting), so a
+whole op synchronises once.  NumPy releases the GIL inside copies, ufuncs and matmul, so the
+threads really run in parallel.
+
+``MINIDL_NUM_THREADS`` sets the number of workers (default: the CPUs this process may use).
+"""
+import contextlib
+import ctypes
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_pool = None
+
+
+def num_threads():
+    value = os.environ.get("MINIDL_NUM_THREADS")
+    if value:
+        return max(1, int(value))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def split(count, parts):
+    """``parts`` contiguous (first, stop) ranges covering range(count), none empty."""
+    parts = max(1, min(parts, count))
+    bounds = [count * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def map_ranges(work, count):
+    """[work(first, stop) for each range of split(count, num_threads())], run in parallel threads."""
+    global _pool
+    ranges = split(count, num_threads())
+    if len(ranges) == 1:
+        return [work(*ranges[0])]
+    if _pool is None or _pool._max_workers < len(ranges):
+        _pool = ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="minidl-cpu")
+    futures = [_pool.submit(_single_threaded_blas, work, first, stop) for first, stop in ranges[1:]]
+    results = [_single_threaded_blas(work, *ranges[0])]  # the calling thread takes the first slice
+    return results + [future.result() for future in futures]
+
+
+def _single_threaded_blas(work, first, stop):
+    with blas_threads(1):
+        return work(first, stop)
+
+
+_set_local = False  # not looked up yet
+
+
+def _openblas_set_num_threads_local():
+    """NumPy's OpenBLAS ``openblas_set_num_threads_local`` (per calling thread), or None."""
+    global _set_local
+    if _set_local is False:
+        _set_local = None
+        libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+        for path in glob.glob(os.path.join(libs, "*openblas*")):
+            try:
+                function = ctypes.CDLL(path).openblas_set_num_threads_local
+            except (OSError, AttributeError):
+                continue
+            function.restype, function.argtypes = ctypes.c_int, [ctypes.c_int]
+            _set_local = function
+            break
+    return _set_local
+
+
+@contextlib.contextmanager
+def blas_threads(count):
+    """Limit NumPy's OpenBLAS to ``count`` threads for BLAS calls made by this thread (no-op elsewhere)."""
+    set_local = _openblas_set_num_threads_local()
+    previous = set_local(count) if set_local is not None else None
+    try:
+        yield
+    finally:
+        if set_local is not None:
+            set_local(previous)
