@@ -5,8 +5,11 @@ keep only what that slope needs (a boolean mask for relu, the output for elu).
 softmax and log_softmax mix a whole slice along ``dim``, so their backward
 subtracts a sum over that slice (the Jacobian is diag(y) - y y^T).
 """
+import numpy as np
+
 from ..autograd import Function
 from ..backend import get_array_module
+from . import cpu_threads
 from .elementwise import Sigmoid, Tanh
 
 
@@ -15,11 +18,17 @@ class ReLU(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if xp.__name__ == "numpy":  # big CPU arrays: split across threads (cpu_threads.py)
+            if self.recording:
+                self.positive = cpu_threads.ufunc(np.greater, x, 0)  # one byte per element, not x or y
+            return cpu_threads.ufunc(np.maximum, x, x.dtype.type(0))
         if self.recording:
-            self.positive = x > 0  # one byte per element instead of keeping x or y
+            self.positive = x > 0
         return xp.maximum(x, 0)
 
     def backward(self, g):
+        if isinstance(g, np.ndarray):
+            return cpu_threads.ufunc(np.multiply, g, self.positive, dtype=g.dtype)
         return g * self.positive
 
 

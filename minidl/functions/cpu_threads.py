@@ -85,3 +85,22 @@ def blas_threads(count):
     finally:
         if set_local is not None:
             set_local(previous)
+
+
+PARALLEL_MIN_SIZE = 1 << 17  # below this, one thread is faster than waking the others
+
+
+def ufunc(function, a, b, dtype=None):
+    """``function(a, b)`` (a NumPy ufunc) with the leading axis split across threads.
+
+    ``a`` is a NumPy array, ``b`` an array of the same shape or a scalar; the result has ``a``'s
+    memory layout (like NumPy's order='K').  Small arrays take one plain call.
+    """
+    if a.ndim == 0 or a.size < PARALLEL_MIN_SIZE or num_threads() == 1:
+        return function(a, b) if dtype is None else function(a, b, dtype=dtype)
+    out = np.empty_like(a, dtype=dtype)
+    if np.ndim(b) == 0:
+        map_ranges(lambda first, stop: function(a[first:stop], b, out=out[first:stop]), len(a))
+    else:
+        map_ranges(lambda first, stop: function(a[first:stop], b[first:stop], out=out[first:stop]), len(a))
+    return out

@@ -35,12 +35,12 @@ class History:
 
     def plot(self, path, title=None):
         """Loss and accuracy curves (train and validation) side by side, saved as a PNG."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
+        from matplotlib.ticker import MaxNLocator
 
         epochs = self.column("epoch")
-        figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
+        figure = Figure(figsize=(11, 4))
+        loss_axes, accuracy_axes = figure.subplots(1, 2)
         splits = {"train": ("tab:blue", "o"), "val": ("tab:orange", "s"), "test": ("tab:green", "^")}
         for split, (colour, marker) in splits.items():
             if any(v is not None for v in self.column(f"{split}_loss")):
@@ -54,10 +54,10 @@ class History:
         loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
         accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
         for axes in (loss_axes, accuracy_axes):
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.grid(alpha=0.3)
             axes.legend()
         if title:
             figure.suptitle(title)
         figure.tight_layout()
         figure.savefig(path, dpi=100)
-        plt.close(figure)
