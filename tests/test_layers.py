@@ -106,6 +106,8 @@ def test_batchnorm_equals_torch_over_steps(kind, shape, options):
     lambda nn: nn.Tanh(), lambda nn: nn.Softmax(dim=1), lambda nn: nn.LogSoftmax(dim=-1), lambda nn: nn.Softmax(),
     lambda nn: nn.MaxPool2d(2), lambda nn: nn.MaxPool2d(3, stride=2, padding=1), lambda nn: nn.AvgPool2d(2, stride=1),
     lambda nn: nn.AvgPool2d(3, 2, 1, count_include_pad=False), lambda nn: nn.AdaptiveAvgPool2d(1),
+    lambda nn: nn.MaxPool2d(3, stride=2, dilation=2, ceil_mode=True), lambda nn: nn.AvgPool2d(3, 2, ceil_mode=True),
+    lambda nn: nn.AvgPool2d(2, divisor_override=3),
     lambda nn: nn.AdaptiveAvgPool2d((2, 3)), lambda nn: nn.Flatten(), lambda nn: nn.Identity(7, unused=True),
 ])
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice")
@@ -210,5 +212,5 @@ def test_bad_options_list_the_valid_ones():
         nn.Conv2d(1, 1, 3, padding="full")
     with pytest.raises(ValueError, match="divisible by groups"):
         nn.Conv2d(3, 4, 3, groups=2)
-    with pytest.raises(NotImplementedError, match="ceil_mode=True is not supported"):
-        nn.MaxPool2d(2, ceil_mode=True)
+    with pytest.raises(NotImplementedError, match="return_indices=True is not supported"):
+        nn.MaxPool2d(2, return_indices=True)

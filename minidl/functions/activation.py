@@ -20,7 +20,7 @@ class ReLU(Function):
         xp = get_array_module(x)
         if xp.__name__ == "numpy":  # big CPU arrays: split across threads (cpu_threads.py)
             if self.recording:
-                self.positive = cpu_threads.ufunc(np.greater, x, 0)  # one byte per element, not x or y
+                self.positive = cpu_threads.ufunc(np.greater, x, 0, out_dtype=bool)  # one byte per element, not x or y
             return cpu_threads.ufunc(np.maximum, x, x.dtype.type(0))
         if self.recording:
             self.positive = x > 0
@@ -28,7 +28,7 @@ class ReLU(Function):
 
     def backward(self, g):
         if isinstance(g, np.ndarray):
-            return cpu_threads.ufunc(np.multiply, g, self.positive, dtype=g.dtype)
+            return cpu_threads.ufunc(np.multiply, g, self.positive)
         return g * self.positive
 
 

@@ -90,15 +90,16 @@ def blas_threads(count):
 PARALLEL_MIN_SIZE = 1 << 17  # below this, one thread is faster than waking the others
 
 
-def ufunc(function, a, b, dtype=None):
+def ufunc(function, a, b, out_dtype=None):
     """``function(a, b)`` (a NumPy ufunc) with the leading axis split across threads.
 
     ``a`` is a NumPy array, ``b`` an array of the same shape or a scalar; the result has ``a``'s
-    memory layout (like NumPy's order='K').  Small arrays take one plain call.
+    memory layout (like NumPy's order='K') and dtype ``out_dtype`` (default ``a.dtype``), which
+    must be the dtype ``function(a, b)`` gives.  Small arrays take one plain call.
     """
     if a.ndim == 0 or a.size < PARALLEL_MIN_SIZE or num_threads() == 1:
-        return function(a, b) if dtype is None else function(a, b, dtype=dtype)
-    out = np.empty_like(a, dtype=dtype)
+        return function(a, b)
+    out = np.empty_like(a, dtype=out_dtype)
     if np.ndim(b) == 0:
         map_ranges(lambda first, stop: function(a[first:stop], b, out=out[first:stop]), len(a))
     else:

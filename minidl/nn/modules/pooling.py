@@ -4,8 +4,8 @@ from .module import Module
 
 
 def _check_supported(name, **settings):
-    """minidl's pooling has no dilation or ceil_mode: refuse them rather than ignore them."""
-    defaults = {"dilation": 1, "ceil_mode": False, "return_indices": False, "divisor_override": None}
+    """Options minidl's pooling does not have are refused rather than ignored."""
+    defaults = {"return_indices": False}
     for key, value in settings.items():
         if value != defaults[key]:
             raise NotImplementedError(f"{name}: {key}={value!r} is not supported by minidl (only {defaults[key]!r})")
@@ -14,13 +14,14 @@ def _check_supported(name, **settings):
 class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
-        _check_supported("MaxPool2d", dilation=dilation, return_indices=return_indices, ceil_mode=ceil_mode)
+        _check_supported("MaxPool2d", return_indices=return_indices)
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding, self.dilation, self.return_indices, self.ceil_mode = padding, dilation, return_indices, ceil_mode
 
     def forward(self, input):
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding)
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, dilation=self.dilation,
+                            ceil_mode=self.ceil_mode)
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
@@ -31,14 +32,14 @@ class AvgPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
         super().__init__()
-        _check_supported("AvgPool2d", ceil_mode=ceil_mode, divisor_override=divisor_override)
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding, self.ceil_mode, self.count_include_pad = padding, ceil_mode, count_include_pad
         self.divisor_override = divisor_override
 
     def forward(self, input):
-        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.count_include_pad)
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, count_include_pad=self.count_include_pad,
+                            ceil_mode=self.ceil_mode, divisor_override=self.divisor_override)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
