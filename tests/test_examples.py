@@ -189,3 +189,11 @@ def test_convert_weights_explains_missing_torchvision(tmp_path):
     result = run_script("convert_torchvision_weights.py", "--out", tmp_path / "w.npz", timeout=60)
     assert result.returncode != 0
     assert "pip install torch torchvision" in result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed: the message is for machines without it")
+def test_cuda_device_without_cupy_exits_with_one_clear_line(tmp_path):
+    result = run_script("train_resnet20_cifar10.py", "--fake-data", "--device", "cuda", "--out", tmp_path)
+    assert result.returncode != 0
+    assert "--device cuda: minidl needs CuPy" in result.stderr and "pip install minidl[cuda12]" in result.stderr
+    assert "Traceback" not in result.stderr

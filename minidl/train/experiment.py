@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import random as minidl_random
+from ..backend import device as Device, require_cupy
 from ..data import CIFAR10, CIFAR100, DataLoader, FakeData, FashionMNIST, MNIST, random_subset, train_val_split
 from ..data import transforms as T
 from .trainer import Trainer, TrainingDiverged
@@ -74,6 +75,16 @@ class ExperimentData:
     image_shape: tuple
 
 
+def check_device(device):
+    """Exits with one clear line when ``--device`` is unknown or its GPU cannot be used."""
+    try:
+        target = Device(device)
+        if target.type == "cuda":
+            require_cupy()
+    except (ValueError, RuntimeError) as error:
+        sys.exit(f"--device {device}: {error}")
+
+
 def load_data(args, dataset, train_transform=None, test_transform=None, val_fraction=0.0, subset=None,
               label_type="fine"):
     """Train/validation/test loaders for ``dataset`` (or FakeData of its shapes with --fake-data).
@@ -83,6 +94,7 @@ def load_data(args, dataset, train_transform=None, test_transform=None, val_frac
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; valid names are {sorted(DATASETS)}")
+    check_device(args.device)
     make, num_classes, image_shape = DATASETS[dataset]
     if args.fake_data:
         train_set = FakeData(args.fake_size, image_shape, num_classes, seed=args.seed, train=True)
