@@ -35,6 +35,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--compare", default="torch", choices=("torch", "none"))
+    parser.add_argument("--interleave", action="store_true",
+                        help="also time minidl and PyTorch steps alternately and report the median per-pair ratio "
+                             "(fairer on a shared machine whose load changes during the run)")
     parser.add_argument("--profile", action="store_true", help="print minidl's per-op breakdown")
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (PyTorch and BLAS)")
@@ -51,7 +54,8 @@ def parse_args(argv=None):
 
 def limit_blas_threads(threads):
     # Read by OpenBLAS/MKL/OpenMP when NumPy loads them, so set before the first `import numpy`.
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    # MINIDL_NUM_THREADS: the threads minidl's CPU ops split a batch over (minidl/functions/cpu_threads.py)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIDL_NUM_THREADS"):
         os.environ.setdefault(name, str(threads))
 
 
@@ -150,6 +154,15 @@ def time_steps(step, synchronize, warmup, steps):
     return first_loss, times
 
 
+def interleaved_times(minidl_step, minidl_sync, torch_step, torch_sync, pairs):
+    """(minidl seconds, PyTorch seconds) of ``pairs`` steps taken alternately, one of each per pair."""
+    minidl_times, torch_times = [], []
+    for _ in range(pairs):
+        minidl_times.append(time_steps(minidl_step, minidl_sync, 0, 1)[1][0])
+        torch_times.append(time_steps(torch_step, torch_sync, 0, 1)[1][0])
+    return minidl_times, torch_times
+
+
 def summary(name, times, batch_size):
     median = statistics.median(times)
     return {f"{name}_step_ms_median": 1000 * median, f"{name}_step_ms_min": 1000 * min(times),
@@ -215,6 +228,16 @@ def main(argv=None):
               f"{result['torch_img_per_s']:8.1f} img/s  (median step {result['torch_step_ms_median']:.1f} ms, "
               f"first loss {loss:.4f})")
         print(f"minidl / PyTorch = {result['ratio']:.3f}x")
+        if args.interleave:
+            minidl_times, torch_times = interleaved_times(step, synchronize, torch_step, torch_synchronize, args.steps)
+            ratios = [t / m for m, t in zip(minidl_times, torch_times)]
+            result.update(interleaved_ratio_median=statistics.median(ratios),
+                          interleaved_minidl_step_ms_median=1000 * statistics.median(minidl_times),
+                          interleaved_torch_step_ms_median=1000 * statistics.median(torch_times))
+            print(f"interleaved ({args.steps} pairs): median step minidl "
+                  f"{result['interleaved_minidl_step_ms_median']:.1f} ms, PyTorch "
+                  f"{result['interleaved_torch_step_ms_median']:.1f} ms; median per-pair ratio "
+                  f"{result['interleaved_ratio_median']:.3f}x")
     if args.device == "cuda":
         line = f"peak GPU memory: minidl {result['minidl_peak_memory_mb']:.0f} MiB (pool)"
         if "torch_peak_memory_mb" in result:

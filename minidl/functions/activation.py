@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import get_array_module
-from . import cpu_threads
+from . import cpu_kernels, cpu_threads
 from .elementwise import Sigmoid, Tanh
 
 
@@ -18,10 +18,13 @@ class ReLU(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        if xp.__name__ == "numpy":  # big CPU arrays: split across threads (cpu_threads.py)
-            if self.recording:
-                self.positive = cpu_threads.ufunc(np.greater, x, 0, out_dtype=bool)  # one byte per element, not x or y
-            return cpu_threads.ufunc(np.maximum, x, x.dtype.type(0))
+        if xp.__name__ == "numpy" and x.size >= cpu_threads.PARALLEL_MIN_SIZE:
+            fused = cpu_kernels.relu(x)  # y and the mask in one pass, split across threads
+            if fused is not None:
+                y, positive = fused
+                if self.recording:
+                    self.positive = positive  # one byte per element instead of keeping x or y
+                return y
         if self.recording:
             self.positive = x > 0
         return xp.maximum(x, 0)

@@ -126,8 +126,10 @@ class BatchNorm(Function):
 
 
 def is_channels_last(x):
-    """A 4-D NumPy array whose memory is ordered (N, H, W, C) (its NHWC transpose is contiguous)."""
-    return isinstance(x, np.ndarray) and x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
+    """A 4-D float32/float64 NumPy array whose memory is ordered (N, H, W, C) (its NHWC transpose is
+    contiguous): the input the rows path (and its numba kernels) handles."""
+    return (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)
+            and x.transpose(0, 2, 3, 1).flags.c_contiguous)
 
 
 def channel_rows(x):

@@ -146,7 +146,7 @@ class Conv2d(Function):
         if self.recording:
             self.channels_last, self.geometry, self.input_shape = True, (stride, padding, dilation), x.shape
             self.weight = weight if self.needs_input_grad[0] else None
-            self.padded = padded if self.needs_input_grad[1] else None
+            self.padded = padded if self.needs_input_grad[1] else None  # the NHWC input, zero-padded
             self.weight_shape = weight.shape
         return y
 

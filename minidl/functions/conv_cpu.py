@@ -17,9 +17,15 @@ This file computes the same convolution with two changes:
   without a copy.  Elementwise NumPy ops keep their input's memory order, so BatchNorm, ReLU and
   the residual add pass the layout on to the next convolution.
 
-* Chunks.  The im2col rows of a few images at a time (about 1.5 MB) are copied into one reused
+* Chunks.  The im2col rows of a few images at a time (about 1 MB) are copied into one reused
   buffer that stays in cache and multiplied at once, so the big matrix never exists.  Backward
-  rebuilds the chunks for dL/dW instead of keeping them (it keeps only the padded input).
+  rebuilds the chunks for dL/dW instead of keeping them (it keeps only the padded input).  The
+  batch is split into one slice of images per core (cpu_threads.map_ranges), each worked through
+  with single-threaded BLAS, so an op synchronises its threads once, not once per GEMM.
+
+* Row shifts (stride 1, narrow layers).  Instead of all KH*KW windows, only the KW windows of each
+  padded row are copied; the KH kernel rows then read blocks of that matrix shifted by whole image
+  rows (``_conv_rows_shifted``): KH times less copying for KH GEMMs instead of one.
 
 Backward, with G = dL/dY as (N*OH*OW, OC) rows:
 
@@ -29,7 +35,8 @@ Backward, with G = dL/dY as (N*OH*OW, OC) rows:
     dL/dx, stride > 1: dcols = G @ W per chunk, added back onto the windows (col2im, NHWC).
 
 Only the CPU with ``groups == 1`` takes this path (``conv.uses_channels_last``); results equal
-the generic path's up to float rounding (tests/test_cpu_kernels.py).
+the generic path's up to float rounding (tests/test_cpu_kernels.py).  Measurements:
+docs/performance.md.
 """
 import numpy as np
 
@@ -120,6 +127,81 @@ def forward_rows(padded, weight_rows, kernel_size, stride, dilation):
     return y
 
 
+# KW*C up to which the row-shifted GEMMs beat the full im2col (measured with 3x3 kernels: the forward
+# gains at C = 16 and 32, the weight gradient only at C = 16)
+ROW_SHIFT_MAX_WIDTH, ROW_SHIFT_MAX_WIDTH_WEIGHT_GRAD = 96, 48
+
+
+def uses_row_shift(padded, kernel_size, stride, max_width=ROW_SHIFT_MAX_WIDTH):
+    return stride == (1, 1) and kernel_size[0] > 1 and kernel_size[1] * padded.shape[3] <= max_width
+
+
+def conv_rows(padded, weight_rows, kernel_size, stride, dilation):
+    """The convolution of a padded NHWC input as (N*OH*OW, OC) rows (``weight_rows`` as in forward_rows)."""
+    if uses_row_shift(padded, kernel_size, stride):
+        return _conv_rows_shifted(padded, weight_rows, kernel_size, dilation)
+    return forward_rows(padded, weight_rows, kernel_size, stride, dilation)
+
+
+def row_windows(padded, kernel_size, dilation):
+    """The (N, Hp, OW, KW, C) view B[n, hp, ow, kw] = padded[n, hp, ow + kw*dw] (stride 1; nothing copied)."""
+    kw, dw = kernel_size[1], dilation[1]
+    n, hp, wp, c = padded.shape
+    s_n, s_h, s_w, s_c = padded.strides
+    return np.lib.stride_tricks.as_strided(padded, shape=(n, hp, output_size(wp, kw, 1, 0, 0, dw), kw, c),
+                                           strides=(s_n, s_h, s_w, s_w * dw, s_c), writeable=False)
+
+
+def _conv_rows_shifted(source, weight_rows, kernel_size, dilation, padding=(0, 0, 0, 0)):
+    """Stride 1: copy only the KW windows of each padded row, then one GEMM per kernel row.
+
+    With B[n, hp, ow] = padded[n, hp, ow + kw*dw, :] over kw (a (Hp*OW, KW*C) matrix per image,
+    about KH times smaller than im2col), output row oh needs padded rows oh + kh*dh, i.e. rows
+    (oh + kh*dh)*OW + ow of B: for each kh one contiguous block of OH*OW rows, so
+
+        Y = sum_kh B[kh*dh*OW : (kh*dh + OH)*OW] @ W[kh]     (W[kh]: the (KW*C, OC) block of kernel row kh)
+
+    ``source`` is the NHWC input, already padded unless ``padding`` is given: then each chunk is
+    padded into a small zero-bordered scratch array (in cache), and no padded copy of the batch is made.
+    """
+    (kh, kw), dh = kernel_size, dilation[0]
+    top, bottom, left, right = padding
+    n, h, w, c = source.shape
+    hp, wp = h + top + bottom, w + left + right
+    ow = output_size(wp, kw, 1, 0, 0, dilation[1])
+    oh = output_size(hp, kh, 1, 0, 0, dh)
+    oc, per_image = weight_rows.shape[1], oh * ow
+    y = np.empty((n, per_image, oc), dtype=source.dtype)
+    step = max(1, min(n, CHUNK_FLOATS // (hp * ow * kw * c)))
+
+    def images(first_image, stop_image):
+        count_max = min(step, stop_image - first_image)
+        buffer = np.empty((count_max, hp, ow, kw, c), dtype=source.dtype)
+        partial = np.empty((count_max, per_image, oc), dtype=source.dtype)
+        scratch = np.zeros((count_max, hp, wp, c), dtype=source.dtype) if any(padding) else None
+        for first in range(first_image, stop_image, step):
+            count = min(step, stop_image - first)
+            if scratch is None:
+                padded = source[first:first + count]
+            else:
+                padded = scratch[:count]
+                padded[:, top:top + h, left:left + w] = source[first:first + count]  # the border stays zero
+            np.copyto(buffer[:count], row_windows(padded, kernel_size, dilation))
+            rows = buffer[:count].reshape(count, hp * ow, kw * c)
+            out = y[first:first + count]
+            for i in range(kh):
+                block = rows[:, i * dh * ow:(i * dh + oh) * ow]
+                weight = weight_rows[i * kw * c:(i + 1) * kw * c]
+                if i == 0:
+                    np.matmul(block, weight, out=out)
+                else:
+                    np.matmul(block, weight, out=partial[:count])
+                    out += partial[:count]
+
+    map_ranges(images, n)
+    return y.reshape(n * per_image, oc)
+
+
 def weight_grad_rows(padded, g_rows, kernel_size, stride, dilation):
     """dL/dW as (OC, KH*KW*C) = sum over chunks of G_chunk^T @ cols_chunk."""
     view = windows(padded, kernel_size, stride, dilation)
@@ -141,6 +223,48 @@ def weight_grad_rows(padded, g_rows, kernel_size, stride, dilation):
     return sum(map_ranges(images, view.shape[0]))
 
 
+def weight_grad(padded, g_rows, kernel_size, stride, dilation):
+    """dL/dW as (OC, KH*KW*C), rows (kh, kw, c), from the padded NHWC input and G (N*OH*OW, OC)."""
+    if uses_row_shift(padded, kernel_size, stride, ROW_SHIFT_MAX_WIDTH_WEIGHT_GRAD):
+        return _weight_grad_shifted(padded, g_rows, kernel_size, dilation)
+    return weight_grad_rows(padded, g_rows, kernel_size, stride, dilation)
+
+
+def _weight_grad_shifted(padded, g_rows, kernel_size, dilation):
+    """Stride 1, as _conv_rows_shifted: dW[kh] = sum over images and rows of G^T @ B[rows shifted by kh*dh*OW].
+
+    G is copied into a (count, Hp, OW, OC) buffer whose last Hp - OH rows per image are zero, so over a
+    whole chunk flattened to rows, G row r meets B row r + kh*dh*OW of the same image (or a zero).
+    """
+    (kh, kw), dh = kernel_size, dilation[0]
+    view = row_windows(padded, kernel_size, dilation)
+    n, hp, ow, _, c = view.shape
+    oh, oc = output_size(hp, kh, 1, 0, 0, dh), g_rows.shape[1]
+    g_images = g_rows.reshape(n, oh, ow, oc)
+    step = max(1, min(n, CHUNK_FLOATS // (hp * ow * kw * c)))
+
+    def images(first_image, stop_image):
+        count_max = min(step, stop_image - first_image)
+        buffer = np.empty((count_max, hp, ow, kw, c), dtype=padded.dtype)
+        g_buffer = np.zeros((count_max, hp, ow, oc), dtype=padded.dtype)
+        grad = np.zeros((kh, oc, kw * c), dtype=padded.dtype)
+        partial = np.empty((oc, kw * c), dtype=padded.dtype)
+        for first in range(first_image, stop_image, step):
+            count = min(step, stop_image - first)
+            np.copyto(buffer[:count], view[first:first + count])
+            g_buffer[:count, :oh] = g_images[first:first + count]
+            rows = buffer[:count].reshape(count * hp * ow, kw * c)
+            g_padded = g_buffer[:count].reshape(count * hp * ow, oc)
+            for i in range(kh):
+                shift = i * dh * ow
+                np.matmul(g_padded[:len(rows) - shift].T, rows[shift:], out=partial)
+                grad[i] += partial
+        return grad
+
+    grad = sum(map_ranges(images, n))  # (KH, OC, KW*C)
+    return np.ascontiguousarray(grad.transpose(1, 0, 2)).reshape(oc, kh * kw * c)
+
+
 def weight_as_rows(weight):
     """(OC, C, KH, KW) -> (KH*KW*C, OC), rows ordered (kh, kw, c) like the NHWC windows."""
     oc = weight.shape[0]
@@ -152,7 +276,7 @@ def conv_forward(x, weight, bias, stride, padding, dilation):
     n = x.shape[0]
     kernel_size = weight.shape[2:]
     padded = pad_channels_last(channels_last(x), padding)
-    y = forward_rows(padded, weight_as_rows(weight), kernel_size, stride, dilation)
+    y = conv_rows(padded, weight_as_rows(weight), kernel_size, stride, dilation)
     if bias is not None:
         y += bias
     view_shape = windows(padded, kernel_size, stride, dilation).shape
@@ -163,7 +287,7 @@ def conv_weight_grad(padded, g, weight_shape, stride, dilation):
     """dL/dW (OC, C, KH, KW) from the saved padded NHWC input and g (N, OC, OH, OW)."""
     oc, c, kh, kw = weight_shape
     g_rows = channels_last(g).reshape(-1, oc)
-    grad = weight_grad_rows(padded, g_rows, (kh, kw), stride, dilation)
+    grad = weight_grad(padded, g_rows, (kh, kw), stride, dilation)
     return np.ascontiguousarray(grad.reshape(oc, kh, kw, c).transpose(0, 3, 1, 2))
 
 
@@ -185,17 +309,18 @@ def _input_grad_stride1(g, weight, input_shape, padding, dilation):
     # g row j lands on padded row j + shift (the padded g has H + (KH-1)*dh rows)
     shift_h, shift_w = (kh - 1) * dh - top, (kw - 1) * dw - left
     sides = (shift_h, h + (kh - 1) * dh - g.shape[2] - shift_h, shift_w, w + (kw - 1) * dw - g.shape[3] - shift_w)
-    if min(sides) >= 0:
-        g_padded = pad_channels_last(g_nhwc, sides)
-    else:  # padding wider than the kernel reach: some rows of g read only padding and drop out
-        g_padded = np.zeros((n, h + (kh - 1) * dh, w + (kw - 1) * dw, oc), dtype=g.dtype)
-        rows = _overlap(g_nhwc.shape[1], shift_h, g_padded.shape[1])
-        cols = _overlap(g_nhwc.shape[2], shift_w, g_padded.shape[2])
-        g_padded[:, rows[0]:rows[1], cols[0]:cols[1]] = g_nhwc[:, rows[0] - shift_h:rows[1] - shift_h,
-                                                               cols[0] - shift_w:cols[1] - shift_w]
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
-    dx = forward_rows(g_padded, flipped, (kh, kw), (1, 1), dilation)
-    return as_nchw(dx, n, h, w)
+    if min(sides) >= 0 and uses_row_shift(g_nhwc, (kh, kw), (1, 1)):  # padded chunk by chunk
+        return as_nchw(_conv_rows_shifted(g_nhwc, flipped, (kh, kw), dilation, sides), n, h, w)
+    if min(sides) >= 0:
+        return as_nchw(conv_rows(pad_channels_last(g_nhwc, sides), flipped, (kh, kw), (1, 1), dilation), n, h, w)
+    # padding wider than the kernel reach: some rows of g read only padding and drop out
+    g_padded = np.zeros((n, h + (kh - 1) * dh, w + (kw - 1) * dw, oc), dtype=g.dtype)
+    rows = _overlap(g_nhwc.shape[1], shift_h, g_padded.shape[1])
+    cols = _overlap(g_nhwc.shape[2], shift_w, g_padded.shape[2])
+    g_padded[:, rows[0]:rows[1], cols[0]:cols[1]] = g_nhwc[:, rows[0] - shift_h:rows[1] - shift_h,
+                                                           cols[0] - shift_w:cols[1] - shift_w]
+    return as_nchw(conv_rows(g_padded, flipped, (kh, kw), (1, 1), dilation), n, h, w)
 
 
 def _overlap(length, shift, size):

@@ -1,4 +1,4 @@
-"""Fused CPU passes for batch norm over channels-last rows, compiled with numba when it is installed.
+"""Fused CPU passes for batch norm over channels-last rows (and ReLU), compiled with numba when installed.
 
 BatchNorm on an (N, C, H, W) activation stored channels-last (see conv_cpu.py) works on the
 (N*H*W, C) matrix of rows: per-channel statistics are column sums, the normalisation is a
@@ -11,8 +11,10 @@ MINIDL_DISABLE_NUMBA=1) the NumPy twins run.  numba is imported on first use, no
 ``import minidl``, and compiled kernels are cached on disk.
 
 Each kernel works on one range of rows; ``cpu_threads.map_ranges`` runs one range per core (numba
-kernels release the GIL).  Sums accumulate in float64 (per range, then added): with float32 data
-this costs nothing extra in time and keeps the variance accurate for 10^5+ rows.
+kernels release the GIL).  The numba kernels accumulate sums in float64 (per range, then added):
+with float32 data this costs nothing extra in time and keeps the mean and variance accurate over
+10^5+ rows.  The NumPy twins sum in the data's dtype with BLAS (a float64 column sum of float32
+data is several times slower in NumPy), as accurate as float32 summation allows.
 """
 import os
 
@@ -22,15 +24,15 @@ from .cpu_threads import map_ranges
 
 
 # ------------------------------------------------------------------ NumPy twins (one row range each)
-def column_sum_numpy(x):
-    """Sum over rows, per column, float64."""
-    return x.sum(axis=0, dtype=np.float64)
+def shifted_sums_numpy(x, shift):
+    """(sum over rows of x - shift, sum over rows of (x - shift)^2) per column, as one (2, C) float64 array.
 
-
-def centred_squares_numpy(x, mean):
-    """Sum over rows of (x - mean)^2, per column, float64."""
-    centred = x - mean.astype(x.dtype)
-    return np.einsum("rc,rc->c", centred, centred, dtype=np.float64)
+    Sums are accumulated in x's dtype with BLAS/einsum (a float64 column sum of float32 data is
+    several times slower in NumPy), as accurate as float32 summation allows.
+    """
+    centred = x - shift.astype(x.dtype)
+    return np.stack([np.ones(len(x), dtype=x.dtype) @ centred,
+                     np.einsum("rc,rc->c", centred, centred)]).astype(np.float64)
 
 
 def scale_shift_numpy(x, scale, shift, out):
@@ -42,7 +44,7 @@ def scale_shift_numpy(x, scale, shift, out):
 def grad_sums_numpy(g, x, mean):
     """(sum over rows of g, sum over rows of g * (x - mean)) per column, float64, as one (2, C) array."""
     centred = x - mean
-    return np.stack([g.sum(axis=0, dtype=np.float64), np.einsum("rc,rc->c", g, centred, dtype=np.float64)])
+    return np.stack([np.ones(len(g), dtype=g.dtype) @ g, np.einsum("rc,rc->c", g, centred)]).astype(np.float64)
 
 
 def input_grad_numpy(g, x, mean, a, b, c, out):
@@ -54,6 +56,12 @@ def input_grad_numpy(g, x, mean, a, b, c, out):
     out += c
 
 
+def relu_numpy(x, y, positive):
+    """y = max(x, 0) (NaN stays NaN) and positive = x > 0, for 1-D x."""
+    np.maximum(x, 0, out=y)
+    np.greater(x, 0, out=positive)
+
+
 # ------------------------------------------------------------------ numba kernels (same signatures)
 def _compile():
     import numba
@@ -61,21 +69,14 @@ def _compile():
     jit = numba.njit(nogil=True, cache=True)  # nogil: the row ranges run in parallel threads
 
     @jit
-    def column_sum(x):
-        total = np.zeros(x.shape[1], dtype=np.float64)
+    def shifted_sums(x, shift):
+        sums = np.zeros((2, x.shape[1]), dtype=np.float64)
         for r in range(x.shape[0]):
             for c in range(x.shape[1]):
-                total[c] += x[r, c]
-        return total
-
-    @jit
-    def centred_squares(x, mean):
-        total = np.zeros(x.shape[1], dtype=np.float64)
-        for r in range(x.shape[0]):
-            for c in range(x.shape[1]):
-                d = x[r, c] - mean[c]
-                total[c] += d * d
-        return total
+                d = x[r, c] - shift[c]
+                sums[0, c] += d
+                sums[1, c] += d * d
+        return sums
 
     @jit
     def scale_shift(x, scale, shift, out):
@@ -98,8 +99,15 @@ def _compile():
             for c in range(x.shape[1]):
                 out[r, c] = g[r, c] * a[c] + (x[r, c] - mean[c]) * b[c] + c_[c]
 
-    return dict(column_sum=column_sum, centred_squares=centred_squares, scale_shift=scale_shift,
-                grad_sums=grad_sums, input_grad=input_grad)
+    @jit
+    def relu(x, y, positive):
+        for i in range(x.shape[0]):
+            v = x[i]
+            positive[i] = v > 0
+            y[i] = 0 if v <= 0 else v  # NaN > 0 and NaN <= 0 are both false: NaN passes through, as in np.maximum
+
+    return dict(shifted_sums=shifted_sums, scale_shift=scale_shift, grad_sums=grad_sums, input_grad=input_grad,
+                relu=relu)
 
 
 _kernels = None
@@ -119,18 +127,23 @@ def kernels():
 
 
 def numpy_kernels():
-    return dict(column_sum=column_sum_numpy, centred_squares=centred_squares_numpy, scale_shift=scale_shift_numpy,
-                grad_sums=grad_sums_numpy, input_grad=input_grad_numpy)
+    return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, grad_sums=grad_sums_numpy,
+                input_grad=input_grad_numpy, relu=relu_numpy)
 
 
 # ------------------------------------------------------------------ whole-array passes, rows split across threads
 def column_mean_and_var(x, kernels=None):
-    """Per-column mean and biased variance of x (rows, C), float64, in two passes (no cancellation)."""
+    """Per-column mean and biased variance of x (rows, C), float64, in one pass.
+
+    With the sums taken of x - K for K = the first row (a sample, so close to the mean):
+    mean = K + S1/m and var = S2/m - (S1/m)^2; the shift keeps the subtraction free of the
+    cancellation that E[x^2] - E[x]^2 suffers when the mean is large against the spread.
+    """
     k = kernels or globals()["kernels"]()
     rows = len(x)
-    mean = sum(map_ranges(lambda a, b: k["column_sum"](x[a:b]), rows)) / rows
-    var = sum(map_ranges(lambda a, b: k["centred_squares"](x[a:b], mean), rows)) / rows
-    return mean, var
+    shift = x[0].astype(np.float64)
+    sums = sum(map_ranges(lambda a, b: k["shifted_sums"](x[a:b], shift), rows)) / rows
+    return shift + sums[0], np.maximum(sums[1] - sums[0] ** 2, 0)
 
 
 def scale_shift(x, scale, shift, kernels=None):
@@ -155,3 +168,19 @@ def input_grad(g, x, mean, a, b, c, kernels=None):
     map_ranges(lambda first, stop: k["input_grad"](g[first:stop], x[first:stop], mean, a, b, c, out[first:stop]),
                len(x))
     return out
+
+
+def relu(x, kernels=None):
+    """(max(x, 0), x > 0) in one pass over x's memory; both results have x's layout.
+
+    None when x is not float32/float64 or not contiguous in some axis order (then it has no flat view
+    to walk).
+    """
+    k = kernels or globals()["kernels"]()
+    order = np.argsort(x.strides, kind="stable")[::-1]  # axes from the largest stride to the smallest
+    if x.dtype not in (np.float32, np.float64) or not x.transpose(order).flags.c_contiguous:
+        return None
+    y, positive = np.empty_like(x), np.empty_like(x, dtype=bool)  # empty_like keeps x's axis order
+    flat = [a.transpose(order).reshape(-1) for a in (x, y, positive)]
+    map_ranges(lambda first, stop: k["relu"](*(a[first:stop] for a in flat)), x.size)
+    return y, positive

@@ -13,11 +13,13 @@ import contextlib
 import ctypes
 import glob
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _pool = None
+_inside = threading.local()  # .worker: this thread is running a slice of map_ranges
 
 
 def num_threads():
@@ -40,19 +42,25 @@ def split(count, parts):
 def map_ranges(work, count):
     """[work(first, stop) for each range of split(count, num_threads())], run in parallel threads."""
     global _pool
-    ranges = split(count, num_threads())
-    if len(ranges) == 1:
+    ranges = split(count, 1 if getattr(_inside, "worker", False) else num_threads())
+    if len(ranges) == 1:  # one core, one item, or already inside a worker (nested calls run serially)
         return [work(*ranges[0])]
-    if _pool is None or _pool._max_workers < len(ranges):
+    if _pool is None or _pool._max_workers < len(ranges) or _pool.pid != os.getpid():
+        # a new pool also after a fork: the child process has none of the parent's worker threads
         _pool = ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="minidl-cpu")
+        _pool.pid = os.getpid()
     futures = [_pool.submit(_single_threaded_blas, work, first, stop) for first, stop in ranges[1:]]
     results = [_single_threaded_blas(work, *ranges[0])]  # the calling thread takes the first slice
     return results + [future.result() for future in futures]
 
 
 def _single_threaded_blas(work, first, stop):
-    with blas_threads(1):
-        return work(first, stop)
+    _inside.worker = True
+    try:
+        with blas_threads(1):
+            return work(first, stop)
+    finally:
+        _inside.worker = False
 
 
 _set_local = False  # not looked up yet

@@ -1,0 +1,306 @@
+"""The CPU fast paths against the plain NumPy paths they replace.
+
+conv_cpu.py (channels-last chunked convolution) against conv.py's generic im2col path; the numba
+kernels of cpu_kernels.py against their NumPy twins; BatchNorm's channels-last rows path against its
+generic path; cpu_threads' split ufuncs against one plain call.  Inputs include channels-last
+(non-contiguous NCHW) arrays, odd sizes, strides 2, 1x1 kernels, padding wider than the kernel and
+float64.
+"""
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import minidl
+from minidl.functions import conv, conv_cpu, cpu_kernels, cpu_threads
+from minidl.functions.batchnorm import batch_norm, is_channels_last
+from tests.helpers import assert_close
+
+
+def channels_last_copy(array):
+    """The same values as ``array`` (N, C, H, W), stored (N, H, W, C)."""
+    return np.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def leaf(array, requires_grad=True):
+    """A leaf tensor wrapping ``array`` itself: its dtype and memory layout are kept."""
+    return minidl.Tensor._from_array(array, requires_grad=requires_grad)
+
+
+def conv_and_grads(x_data, w_data, b_data, upstream, **params):
+    x, w = leaf(x_data), leaf(w_data)
+    b = None if b_data is None else leaf(b_data)
+    y = minidl.nn.functional.conv2d(x, w, b, **params)
+    (y * minidl.tensor(upstream)).sum().backward()
+    return [y.data, x.grad.data, w.grad.data] + ([] if b is None else [b.grad.data])
+
+
+@st.composite
+def conv_cases(draw):
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), 1)
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 1)))  # up to wider than the kernel reach
+    spatial = [draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), 9)) for k, d, p in zip(kernel, dilation, padding)]
+    return dict(shape=(draw(st.integers(1, 5)), draw(st.integers(1, 5)), *spatial),
+                out_channels=draw(st.integers(1, 4)), kernel=kernel, stride=stride, padding=padding,
+                dilation=dilation, bias=draw(st.booleans()), channels_last=draw(st.booleans()),
+                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=40)
+@given(conv_cases())
+def test_channels_last_conv_matches_generic_path(case):
+    rng = np.random.default_rng(case["seed"])
+    dtype = case["dtype"]
+    x = rng.standard_normal(case["shape"]).astype(dtype)
+    if case["channels_last"]:
+        x = channels_last_copy(x)
+    w = rng.standard_normal((case["out_channels"], case["shape"][1], *case["kernel"])).astype(dtype)
+    b = rng.standard_normal(case["out_channels"]).astype(dtype) if case["bias"] else None
+    params = {name: case[name] for name in ("stride", "padding", "dilation")}
+    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+        y_plain = minidl.nn.functional.conv2d(leaf(x), leaf(w), None if b is None else leaf(b), **params).data
+    upstream = rng.standard_normal(y_plain.shape).astype(dtype)
+    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+        expected = conv_and_grads(x, w, b, upstream, **params)
+    got = conv_and_grads(x, w, b, upstream, **params)
+    assert got[0].transpose(0, 2, 3, 1).flags.c_contiguous, "the CPU path returns channels-last memory"
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    for name, a, e in zip(("output", "input grad", "weight grad", "bias grad"), got, expected):
+        assert a.dtype == dtype, name
+        np.testing.assert_allclose(a, e, rtol=tolerance, atol=tolerance * 10, err_msg=name)
+
+
+def test_channels_last_conv_takes_channels_last_gradients_and_skips_unneeded_grads():
+    rng = np.random.default_rng(0)
+    x_data, w_data = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((5, 4, 3, 3))
+    upstream = channels_last_copy(rng.standard_normal((3, 5, 4, 3)))
+    x, w = leaf(x_data, requires_grad=False), leaf(w_data)
+    (minidl.nn.functional.conv2d(x, w, stride=2, padding=1) * minidl.tensor(upstream)).sum().backward()
+    assert x.grad is None
+    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+        w_plain = leaf(w_data)
+        (minidl.nn.functional.conv2d(leaf(x_data), w_plain, stride=2, padding=1)
+         * minidl.tensor(upstream)).sum().backward()
+    assert_close(w.grad, w_plain.grad, rtol=1e-12, atol=1e-12, what="weight grad")
+
+
+def test_chunks_cover_every_image_once_with_a_small_chunk_size(monkeypatch):
+    monkeypatch.setattr(conv_cpu, "CHUNK_FLOATS", 50)  # one image per chunk
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((5, 3, 4, 4)), rng.standard_normal((2, 3, 3, 3))
+    y, padded = conv_cpu.conv_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1))
+    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+        expected = minidl.nn.functional.conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).data
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    grad_w = conv_cpu.conv_weight_grad(padded, g, w.shape, (1, 1), (1, 1))
+    cols = conv.im2col(x, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    expected_w = (g.transpose(1, 0, 2, 3).reshape(2, -1) @ cols.T).reshape(w.shape)
+    np.testing.assert_allclose(grad_w, expected_w, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- numba kernels vs NumPy twins
+@pytest.fixture(scope="module")
+def numba_kernels():
+    pytest.importorskip("numba")
+    return cpu_kernels._compile()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, cols", [(1, 1), (7, 3), (1000, 16), (257, 64)])
+def test_numba_kernels_match_numpy_twins(numba_kernels, rows, cols, dtype):
+    rng = np.random.default_rng(rows + cols)
+    x = (rng.standard_normal((rows, cols)) * 3 + 5).astype(dtype)
+    g = rng.standard_normal((rows, cols)).astype(dtype)
+    a, b, c = (rng.standard_normal(cols).astype(dtype) for _ in range(3))
+    mean = x.mean(axis=0)
+    numpy_kernels = cpu_kernels.numpy_kernels()
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    for name, args in (("shifted_sums", (x, x[0].astype(np.float64))), ("grad_sums", (g, x, mean))):
+        np.testing.assert_allclose(numba_kernels[name](*args), numpy_kernels[name](*args), rtol=tolerance,
+                                   atol=tolerance, err_msg=name)
+    for name, args in (("scale_shift", (x, a, b)), ("input_grad", (g, x, mean, a, b, c))):
+        out_numba, out_numpy = np.empty_like(x), np.empty_like(x)
+        numba_kernels[name](*args, out_numba)
+        numpy_kernels[name](*args, out_numpy)
+        np.testing.assert_allclose(out_numba, out_numpy, rtol=tolerance, atol=tolerance, err_msg=name)
+
+
+@pytest.mark.parametrize("use_numba", [False, True])
+def test_column_mean_and_var_are_accurate_for_large_offsets(use_numba, numba_kernels):
+    """numba accumulates in float64 (exact to float64 rounding); the NumPy fallback sums in float32
+    with BLAS, so it is as accurate as float32 summation, no more."""
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((100_003, 5)) + 1000).astype(np.float32)
+    kernels = numba_kernels if use_numba else cpu_kernels.numpy_kernels()
+    mean, var = cpu_kernels.column_mean_and_var(x, kernels)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=0), rtol=1e-12 if use_numba else 1e-5)
+    np.testing.assert_allclose(var, x64.var(axis=0), rtol=1e-5 if use_numba else 1e-2)
+
+
+# ---------------------------------------------------------------- BatchNorm rows path
+@settings(max_examples=20)
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 5), st.integers(1, 5)),
+       training=st.booleans(), affine=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_batch_norm_on_channels_last_input_matches_generic_path(shape, training, affine, dtype, seed):
+    if training and shape[0] * shape[2] * shape[3] == 1:
+        return  # one value per channel: training batch norm rejects it (tested in test_batchnorm.py)
+    rng = np.random.default_rng(seed)
+    x_data = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+    upstream = rng.standard_normal(shape).astype(dtype)
+    channels = shape[1]
+    weight_data = rng.standard_normal(channels).astype(dtype)
+    results = []
+    for x_array in (np.ascontiguousarray(x_data), channels_last_copy(x_data)):
+        x = leaf(x_array)
+        weight = leaf(weight_data) if affine else None
+        bias = leaf(np.linspace(-1, 1, channels).astype(dtype)) if affine else None
+        running = [np.linspace(0, 1, channels).astype(dtype), np.linspace(1, 2, channels).astype(dtype)]
+        y = batch_norm(x, *running, weight, bias, training=training)
+        (y * minidl.tensor(upstream)).sum().backward()
+        results.append([y.data, x.grad.data, *running] + ([weight.grad.data, bias.grad.data] if affine else []))
+    assert is_channels_last(results[1][0]) or shape[2] * shape[3] == 1
+    tolerance = 1e-10 if dtype == np.float64 else 1e-4
+    for plain, fast in zip(*results):
+        assert fast.dtype == dtype
+        np.testing.assert_allclose(fast, plain, rtol=tolerance, atol=tolerance)
+
+
+# ---------------------------------------------------------------- threads
+def test_split_covers_every_index_once():
+    for count in (1, 2, 3, 10, 129):
+        for parts in (1, 2, 3, 8):
+            ranges = cpu_threads.split(count, parts)
+            assert [i for first, stop in ranges for i in range(first, stop)] == list(range(count))
+            assert all(stop > first for first, stop in ranges)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_split_ufuncs_match_one_plain_call_and_keep_the_layout(monkeypatch, threads):
+    monkeypatch.setenv("MINIDL_NUM_THREADS", threads)
+    rng = np.random.default_rng(3)
+    x = channels_last_copy(rng.standard_normal((9, 16, 33, 31)).astype(np.float32))  # above PARALLEL_MIN_SIZE
+    g = channels_last_copy(rng.standard_normal(x.shape).astype(np.float32))
+    positive = cpu_threads.ufunc(np.greater, x, 0, out_dtype=bool)
+    np.testing.assert_array_equal(positive, x > 0)
+    relu = cpu_threads.ufunc(np.maximum, x, np.float32(0))
+    np.testing.assert_array_equal(relu, np.maximum(x, 0))
+    np.testing.assert_array_equal(cpu_threads.ufunc(np.multiply, g, positive), g * positive)
+    np.testing.assert_array_equal(cpu_threads.ufunc(np.add, x, g), x + g)
+    assert relu.dtype == np.float32 and is_channels_last(relu)
+
+
+def test_relu_and_add_on_large_channels_last_tensors_match_numpy():
+    rng = np.random.default_rng(4)
+    a_data = channels_last_copy(rng.standard_normal((8, 16, 32, 32)).astype(np.float32))
+    b_data = rng.standard_normal(a_data.shape).astype(np.float32)
+    a, b = leaf(a_data), leaf(b_data)
+    y = minidl.nn.functional.relu(a + b)
+    upstream = rng.standard_normal(a_data.shape).astype(np.float32)
+    (y * minidl.tensor(upstream)).sum().backward()
+    np.testing.assert_array_equal(y.data, np.maximum(a_data + b_data, 0))
+    np.testing.assert_array_equal(a.grad.data, upstream * (a_data + b_data > 0))
+    np.testing.assert_array_equal(b.grad.data, a.grad.data)
+
+
+def test_blas_threads_restores_the_previous_setting():
+    set_local = cpu_threads._openblas_set_num_threads_local()
+    if set_local is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS with openblas_set_num_threads_local")
+    before = set_local(3)
+    with cpu_threads.blas_threads(1):
+        assert set_local(1) == 1
+    assert set_local(before) == 3
+
+
+def test_nested_map_ranges_runs_serially_inside_a_worker(monkeypatch):
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
+    inner = cpu_threads.map_ranges(lambda first, stop: cpu_threads.map_ranges(lambda a, b: (a, b), 10), 4)
+    assert inner == [[(0, 10)], [(0, 10)]]
+
+
+@pytest.mark.parametrize("channels, dilation", [(40, (1, 1)), (40, (2, 1)), (20, (1, 2))])
+def test_wide_stride1_convs_take_the_full_im2col_path_and_match(channels, dilation):
+    """KW*C = 120 is above both row-shift limits (the generic chunked im2col everywhere); KW*C = 60 takes
+    the row-shifted forward and input gradient but the generic weight gradient."""
+    rng = np.random.default_rng(5)
+    x = channels_last_copy(rng.standard_normal((3, channels, 7, 6)).astype(np.float32))
+    w = rng.standard_normal((6, channels, 3, 3)).astype(np.float32)
+    params = dict(padding=1, dilation=dilation)
+    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+        y_plain = minidl.nn.functional.conv2d(leaf(x), leaf(w), **params).data
+    upstream = rng.standard_normal(y_plain.shape).astype(np.float32)
+    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+        expected = conv_and_grads(x, w, None, upstream, **params)
+    for name, a, e in zip(("output", "input grad", "weight grad"), conv_and_grads(x, w, None, upstream, **params),
+                          expected):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("use_numba", [False, True])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "transposed", "sliced"])
+def test_fused_relu_matches_numpy_on_every_layout(use_numba, layout, numba_kernels):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 5, 6, 7))
+    x.flat[:3] = [np.nan, -0.0, 0.0]
+    x = {"nchw": x, "nhwc": channels_last_copy(x), "transposed": x.T, "sliced": x[:, ::2]}[layout]
+    result = cpu_kernels.relu(x, numba_kernels if use_numba else cpu_kernels.numpy_kernels())
+    if layout == "sliced":
+        assert result is None  # no flat view: ReLU falls back to np.maximum and x > 0
+        return
+    y, positive = result
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(positive, x > 0)
+    assert y.strides == x.strides and y.dtype == x.dtype
+
+
+def test_relu_module_uses_the_fused_pass_and_matches_plain_numpy():
+    rng = np.random.default_rng(7)
+    for x_data in (rng.standard_normal((8, 16, 32, 32)).astype(np.float32),
+                   channels_last_copy(rng.standard_normal((8, 16, 32, 32)).astype(np.float32)),
+                   rng.standard_normal((8, 16, 32, 64))[..., ::2]):  # above PARALLEL_MIN_SIZE; the last without a flat view
+        x = leaf(x_data)
+        y = minidl.nn.functional.relu(x)
+        upstream = rng.standard_normal(x_data.shape).astype(x_data.dtype)
+        (y * minidl.tensor(upstream)).sum().backward()
+        np.testing.assert_array_equal(y.data, np.maximum(x_data, 0))
+        np.testing.assert_array_equal(x.grad.data, upstream * (x_data > 0))
+
+
+def test_map_ranges_works_in_a_forked_child(monkeypatch):
+    import os
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
+    assert cpu_threads.map_ranges(lambda a, b: b - a, 10) == [5, 5]  # the parent's pool exists now
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: would hang on the parent's pool, whose threads did not survive the fork
+        os.write(write_end, str(sum(cpu_threads.map_ranges(lambda a, b: b - a, 10))).encode())
+        os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read_end, 16) == b"10" and status == 0
+
+
+@pytest.mark.parametrize("output_size", [(1, 1), (2, 4)])
+def test_adaptive_avg_pool_gradient_keeps_the_channels_last_layout(output_size):
+    rng = np.random.default_rng(8)
+    x_data = rng.standard_normal((3, 5, 4, 8))
+    upstream = rng.standard_normal((3, 5, *output_size))
+    grads = []
+    for x_array in (x_data, channels_last_copy(x_data)):
+        x = leaf(x_array)
+        y = minidl.nn.functional.adaptive_avg_pool2d(minidl.nn.functional.relu(x), output_size)
+        (y * minidl.tensor(upstream)).sum().backward()
+        grads.append(x.grad.data)
+        captured = {}
+        pooled = minidl.nn.functional.adaptive_avg_pool2d(leaf(x_array), output_size)
+        captured["g"] = pooled.grad_fn.backward(upstream)
+    assert is_channels_last(captured["g"])  # the pooling gradient itself, before any copy into .grad
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-12)
