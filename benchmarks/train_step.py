@@ -37,7 +37,7 @@ def parse_args(argv=None):
     parser.add_argument("--compare", default="torch", choices=("torch", "none"))
     parser.add_argument("--interleave", action="store_true",
                         help="also time minidl and PyTorch steps alternately and report the median per-pair ratio "
-                             "(fairer on a shared machine whose load changes during the run)")
+                             "(steadier on a shared machine whose load changes during the run)")
     parser.add_argument("--profile", action="store_true", help="print minidl's per-op breakdown")
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (PyTorch and BLAS)")

@@ -169,3 +169,22 @@ def test_grad_scaler_scale_update_rules_and_misuse():
     assert restored.get_scale() == scaler.get_scale()
     disabled = amp.GradScaler(enabled=False)
     assert disabled.scale(loss) is loss and disabled.get_scale() == 1.0
+
+
+def test_conv2d_under_bf16_autocast_multiplies_bf16_rounded_operands():
+    """Inside autocast, conv2d equals a float32 conv of the bf16-rounded input and weight (float32 sums)."""
+    import minidl.nn.functional as F
+    from minidl import amp
+    rng = np.random.default_rng(0)
+    x = minidl.tensor(rng.standard_normal((2, 3, 9, 9)).astype(np.float32), requires_grad=True)
+    w = minidl.tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    with amp.autocast(dtype="bfloat16"):
+        y = F.conv2d(x, w, padding=1)
+    rounded = F.conv2d(minidl.tensor(amp.round_to_bfloat16(x.data)), minidl.tensor(amp.round_to_bfloat16(w.data)),
+                       padding=1)
+    exact = F.conv2d(x.detach(), w.detach(), padding=1)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.detach().numpy(), rounded.numpy(), rtol=1e-5, atol=1e-5)
+    assert np.abs(y.detach().numpy() - exact.numpy()).max() > 1e-3  # bf16 really was used
+    y.sum().backward()
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32

@@ -17,6 +17,7 @@ best on few large products).  It beat a per-sample batched matmul
 ``(N, C*KH*KW, OH*OW)`` on ResNet-20's layers; the price is one transpose of the
 output (OC, N, OH, OW) -> (N, OC, OH, OW) and of its gradient.
 """
+from .. import amp
 from ..autograd import Function
 from ..backend import get_array_module
 
@@ -93,11 +94,15 @@ class Conv2d(Function):
         dL/dW = G @ cols^T
         dL/dx = col2im(W^T @ G)
         dL/db = g summed over (N, OH, OW)
+
+    Under ``minidl.amp.autocast`` the three products run in bf16/fp16 with float32 accumulation
+    (on the generic path, which the GPU always takes).
     """
 
     def forward(self, x, weight, bias, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
         xp = get_array_module(x)
-        if uses_channels_last(xp, groups):
+        self.compute_dtype = amp.autocast_dtype()
+        if self.compute_dtype is None and uses_channels_last(xp, groups):
             return self._forward_channels_last(x, weight, bias, stride, padding, dilation)
         n = x.shape[0]
         out_channels, _, kh, kw = weight.shape
@@ -106,7 +111,7 @@ class Conv2d(Function):
         oh = output_size(x.shape[2], kh, stride[0], padding[0], padding[1], dilation[0])
         ow = output_size(x.shape[3], kw, stride[1], padding[2], padding[3], dilation[1])
         w_mat = weight.reshape(groups, out_channels // groups, -1)        # (G, OC/G, C/G*KH*KW)
-        y = xp.matmul(w_mat, cols.reshape(groups, w_mat.shape[2], -1))    # (G, OC/G, N*OH*OW)
+        y = amp.matmul(w_mat, cols.reshape(groups, w_mat.shape[2], -1), self.compute_dtype)  # (G, OC/G, N*OH*OW)
         y = y.reshape(out_channels, n, oh, ow).transpose(1, 0, 2, 3)
         y = xp.ascontiguousarray(y)
         if bias is not None:
@@ -127,12 +132,12 @@ class Conv2d(Function):
         grad_x = grad_w = grad_b = None
         if self.needs_input_grad[0]:
             w_mat = weight.reshape(groups, out_channels // groups, -1)
-            grad_cols = xp.matmul(w_mat.transpose(0, 2, 1), g_mat)            # (G, C/G*KH*KW, N*OH*OW)
+            grad_cols = amp.matmul(w_mat.transpose(0, 2, 1), g_mat, self.compute_dtype)  # (G, C/G*KH*KW, N*OH*OW)
             grad_x = col2im(grad_cols.reshape(-1, g_mat.shape[2]), self.input_shape, *self.geometry)
         if self.needs_input_grad[1]:
             cols = cols.reshape(groups, -1, cols.shape[1])
             kh, kw = self.geometry[0]
-            grad_w = xp.matmul(g_mat, cols.transpose(0, 2, 1)).reshape(out_channels, -1, kh, kw)
+            grad_w = amp.matmul(g_mat, cols.transpose(0, 2, 1), self.compute_dtype).reshape(out_channels, -1, kh, kw)
         if self.needs_input_grad[2]:
             grad_b = g.sum(axis=(0, 2, 3))
         return grad_x, grad_w, grad_b
