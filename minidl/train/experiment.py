@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import random as minidl_random
 from ..backend import device as Device, require_cupy
-from ..data import CIFAR10, CIFAR100, DataLoader, FakeData, FashionMNIST, MNIST, random_subset, train_val_split
+from ..data import CIFAR10, CIFAR100, ChecksumError, DataLoader, DatasetNotFoundError, FakeData, FashionMNIST, MNIST, random_subset, train_val_split
 from ..data import transforms as T
 from .trainer import Trainer, TrainingDiverged
 
@@ -100,8 +100,11 @@ def load_data(args, dataset, train_transform=None, test_transform=None, val_frac
         train_set = FakeData(args.fake_size, image_shape, num_classes, seed=args.seed, train=True)
         test_set = FakeData(max(args.fake_size // 4, 1), image_shape, num_classes, seed=args.seed, train=False)
     else:
-        train_set = make(args.data_dir, True, label_type=label_type)
-        test_set = make(args.data_dir, False, label_type=label_type)
+        try:
+            train_set = make(args.data_dir, True, label_type=label_type)
+            test_set = make(args.data_dir, False, label_type=label_type)
+        except (DatasetNotFoundError, ChecksumError) as error:
+            sys.exit(f"{error}\n(The scripts read --data-dir, here {args.data_dir!r}; --fake-data runs without data.)")
     if subset is not None:
         train_set = random_subset(train_set, min(subset, len(train_set)), seed=args.seed)
     val_set = None
