@@ -15,13 +15,12 @@ import tarfile
 
 import numpy as np
 
-from .dataset import InMemoryDataset
+from .dataset import InMemoryDataset, cached_arrays
 from .download import fetch
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 IMAGE_SHAPE = (3, 32, 32)
 PIXELS = 3 * 32 * 32
-CACHE_VERSION = 1
 
 
 def _read_records(tar, member, label_bytes):
@@ -39,27 +38,6 @@ def _read_names(tar, member):
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _save_cache(path, **arrays):
-    """Writes the cache atomically; a read-only ``root`` just means no cache."""
-    temporary = f"{path}.tmp-{os.getpid()}.npz"
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        np.savez(temporary, version=np.int64(CACHE_VERSION), **arrays)
-        os.replace(temporary, path)
-    except OSError:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def _load_cache(path):
-    if not os.path.exists(path):
-        return None
-    with np.load(path, allow_pickle=False) as cache:
-        if int(cache["version"]) != CACHE_VERSION:
-            return None
-        return {name: cache[name] for name in cache.files}
-
-
 class _CIFAR(InMemoryDataset):
     """Shared machinery; subclasses name the archive and decode its members."""
 
@@ -68,15 +46,15 @@ class _CIFAR(InMemoryDataset):
     def __init__(self, root="data", train=True, download=True):
         self.root, self.train = os.fspath(root), bool(train)
         split = "train" if self.train else "test"
-        cache_path = os.path.join(self.root, f"{self.cache_prefix}-{split}.npz")
-        arrays = _load_cache(cache_path)
-        if arrays is None:
-            archive = fetch(self.url, self.root, self.filename, md5=self.md5, download=download)
-            with tarfile.open(archive, "r:gz") as tar:
-                arrays = self._decode(tar)
-            _save_cache(cache_path, **arrays)
+        arrays = cached_arrays(os.path.join(self.root, f"{self.cache_prefix}-{split}.npz"),
+                               lambda: self._read_archive(download))
         self.images = arrays["images"]
         self._set_targets(arrays)
+
+    def _read_archive(self, download):
+        archive = fetch(self.url, self.root, self.filename, md5=self.md5, download=download)
+        with tarfile.open(archive, "r:gz") as tar:
+            return self._decode(tar)
 
     def __repr__(self):
         return (f"{type(self).__name__}(split={'train' if self.train else 'test'}, size={len(self)}, "

@@ -6,6 +6,7 @@ NumPy index instead of a Python loop over samples.  ``Subset`` maps its indices 
 parent's, and ``random_split``/``train_val_split``/``random_subset`` build seeded splits.
 """
 import numbers
+import os
 
 import numpy as np
 
@@ -27,6 +28,42 @@ class Dataset:
         images = np.stack([np.asarray(image) for image, _ in samples])
         targets = np.asarray([target for _, target in samples])
         return images, targets
+
+
+CACHE_VERSION = 1  # bump when the decoded layout changes, so old caches are decoded again
+
+
+def cached_arrays(path, decode):
+    """The arrays cached at ``path`` (an .npz), or ``decode()``'s arrays, then cached there.
+
+    Decoding an archive takes seconds; the cache makes the second start fast.
+    """
+    arrays = _load_cache(path)
+    if arrays is None:
+        arrays = decode()
+        _save_cache(path, **arrays)
+    return arrays
+
+
+def _save_cache(path, **arrays):
+    """Writes the cache atomically; a read-only ``root`` just means no cache."""
+    temporary = f"{path}.tmp-{os.getpid()}.npz"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        np.savez(temporary, version=np.int64(CACHE_VERSION), **arrays)
+        os.replace(temporary, path)
+    except OSError:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _load_cache(path):
+    if not os.path.exists(path):
+        return None
+    with np.load(path, allow_pickle=False) as cache:
+        if int(cache["version"]) != CACHE_VERSION:
+            return None
+        return {name: cache[name] for name in cache.files}
 
 
 class InMemoryDataset(Dataset):

@@ -15,8 +15,7 @@ import os
 
 import numpy as np
 
-from .cifar import _load_cache, _save_cache
-from .dataset import InMemoryDataset
+from .dataset import InMemoryDataset, cached_arrays
 from .download import ChecksumError, file_digest, fetch
 
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -60,15 +59,15 @@ class _MNISTBase(InMemoryDataset):
         self.root, self.train = os.fspath(root), bool(train)
         prefix = "train" if self.train else "t10k"
         cache_path = os.path.join(self.root, f"{self.cache_prefix}-{'train' if self.train else 'test'}.npz")
-        arrays = _load_cache(cache_path)
-        if arrays is None:
-            images = read_idx_gz(self._locate(f"{prefix}-images-idx3-ubyte.gz", download), IMAGES_MAGIC)
-            labels = read_idx_gz(self._locate(f"{prefix}-labels-idx1-ubyte.gz", download), LABELS_MAGIC)
-            if len(images) != len(labels):
-                raise ValueError(f"{type(self).__name__}: {len(images)} images but {len(labels)} labels")
-            arrays = {"images": images[:, None], "labels": labels.astype(np.int64)}
-            _save_cache(cache_path, **arrays)
+        arrays = cached_arrays(cache_path, lambda: self._read_idx(prefix, download))
         self.images, self.targets = arrays["images"], arrays["labels"]
+
+    def _read_idx(self, prefix, download):
+        images = read_idx_gz(self._locate(f"{prefix}-images-idx3-ubyte.gz", download), IMAGES_MAGIC)
+        labels = read_idx_gz(self._locate(f"{prefix}-labels-idx1-ubyte.gz", download), LABELS_MAGIC)
+        if len(images) != len(labels):
+            raise ValueError(f"{type(self).__name__}: {len(images)} images but {len(labels)} labels")
+        return {"images": images[:, None], "labels": labels.astype(np.int64)}
 
     def _locate(self, filename, download):
         """Path of a verified copy of ``filename``: in root, in a fallback folder, or downloaded."""
