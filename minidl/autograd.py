@@ -19,6 +19,8 @@ The whole engine is two ideas:
 import contextlib
 import threading
 
+import numpy as np
+
 _state = threading.local()
 
 
@@ -185,9 +187,18 @@ def backward(root, grad_output, retain_graph=False):
                 _accumulate_into_grad(tensor, input_grad, Tensor)
             if tensor._ctx is not None:
                 previous = pending.get(tensor._ctx)
-                pending[tensor._ctx] = input_grad if previous is None else previous + input_grad
+                pending[tensor._ctx] = input_grad if previous is None else _add_gradients(previous, input_grad)
         if not retain_graph:
             fn.release()
+
+
+def _add_gradients(a, b):
+    """a + b, a new array (either may be shared with another branch).  Where a residual branch meets
+    its shortcut these are activation-sized, so big NumPy arrays are split across the CPU's threads."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype:
+        from .functions import cpu_threads
+        return cpu_threads.ufunc(np.add, a, b)
+    return a + b
 
 
 def _check_saved_inputs_unchanged(fn):

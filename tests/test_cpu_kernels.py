@@ -6,6 +6,7 @@ generic path; cpu_threads' split ufuncs against one plain call.  Inputs include 
 (non-contiguous NCHW) arrays, odd sizes, strides 2, 1x1 kernels, padding wider than the kernel and
 float64.
 """
+import threading
 from unittest import mock
 
 import numpy as np
@@ -46,7 +47,8 @@ def conv_cases(draw):
     return dict(shape=(draw(st.integers(1, 5)), draw(st.integers(1, 5)), *spatial),
                 out_channels=draw(st.integers(1, 4)), kernel=kernel, stride=stride, padding=padding,
                 dilation=dilation, bias=draw(st.booleans()), channels_last=draw(st.booleans()),
-                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**16)))
+                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**16)),
+                row_shift_min_channels=draw(st.sampled_from([1, conv_cpu.ROW_SHIFT_MIN_CHANNELS])))
 
 
 @settings(max_examples=40)
@@ -65,7 +67,9 @@ def test_channels_last_conv_matches_generic_path(case):
     upstream = rng.standard_normal(y_plain.shape).astype(dtype)
     with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
         expected = conv_and_grads(x, w, b, upstream, **params)
-    got = conv_and_grads(x, w, b, upstream, **params)
+    # the small channel counts drawn here take the row-shifted GEMMs only with the threshold lowered
+    with mock.patch.object(conv_cpu, "ROW_SHIFT_MIN_CHANNELS", case["row_shift_min_channels"]):
+        got = conv_and_grads(x, w, b, upstream, **params)
     assert got[0].transpose(0, 2, 3, 1).flags.c_contiguous, "the CPU path returns channels-last memory"
     tolerance = 1e-12 if dtype == np.float64 else 2e-5
     for name, a, e in zip(("output", "input grad", "weight grad", "bias grad"), got, expected):
@@ -208,6 +212,27 @@ def test_relu_and_add_on_large_channels_last_tensors_match_numpy():
     np.testing.assert_array_equal(b.grad.data, a.grad.data)
 
 
+@pytest.mark.parametrize("count", [1, 2, 7, 64, 1000])
+def test_map_ranges_returns_every_range_once_in_order_whichever_thread_ran_it(monkeypatch, count):
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
+    ran_in = []
+    results = cpu_threads.map_ranges(lambda a, b: ran_in.append(threading.get_ident()) or (a, b), count)
+    assert results == cpu_threads.split(count, 2 * cpu_threads.SLICES_PER_THREAD)
+    assert len(ran_in) == len(results)
+
+
+def test_map_ranges_raises_a_workers_exception(monkeypatch):
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
+
+    def work(first, stop):
+        if first > 0:
+            raise ValueError(f"range {first}")
+        return first
+
+    with pytest.raises(ValueError, match="range"):
+        cpu_threads.map_ranges(work, 100)
+
+
 def test_blas_threads_restores_the_previous_setting():
     set_local = cpu_threads._openblas_set_num_threads_local()
     if set_local is None:
@@ -221,7 +246,7 @@ def test_blas_threads_restores_the_previous_setting():
 def test_nested_map_ranges_runs_serially_inside_a_worker(monkeypatch):
     monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
     inner = cpu_threads.map_ranges(lambda first, stop: cpu_threads.map_ranges(lambda a, b: (a, b), 10), 4)
-    assert inner == [[(0, 10)], [(0, 10)]]
+    assert inner == [[(0, 10)]] * 4  # four ranges of one item, each running its inner call in one piece
 
 
 @pytest.mark.parametrize("channels, dilation", [(40, (1, 1)), (40, (2, 1)), (20, (1, 2))])
@@ -259,6 +284,38 @@ def test_fused_relu_matches_numpy_on_every_layout(use_numba, layout, numba_kerne
     assert y.strides == x.strides and y.dtype == x.dtype
 
 
+@pytest.mark.parametrize("use_numba", [False, True])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "mixed", "sliced"])
+def test_fused_relu_grad_matches_where_on_every_layout(use_numba, layout, numba_kernels):
+    """g where x > 0 else 0; a NaN or Inf gradient where x <= 0 gives 0 (PyTorch's threshold_backward),
+    unlike g * mask.  Layouts the flat pass cannot walk (g and the mask ordered differently, or
+    strided) return None, and ReLU.backward takes np.where instead."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 5, 6, 7))
+    g = rng.standard_normal(x.shape)
+    g.flat[:4] = [np.nan, np.inf, -np.inf, np.nan]
+    x.flat[:4] = [-1.0, -0.0, 0.0, 2.0]  # the NaN at 3 meets x > 0 and must pass through
+    positive = {"nchw": x, "nhwc": channels_last_copy(x), "mixed": x, "sliced": x}[layout] > 0
+    g = {"nchw": g, "nhwc": channels_last_copy(g), "mixed": channels_last_copy(g), "sliced": g[:, :, :, ::-1]}[layout]
+    result = cpu_kernels.relu_grad(g, positive, numba_kernels if use_numba else cpu_kernels.numpy_kernels())
+    if layout in ("mixed", "sliced"):
+        assert result is None
+        return
+    np.testing.assert_array_equal(result, np.where(x > 0, g, 0))
+    assert result.strides == g.strides and result.dtype == g.dtype
+    assert result.flat[0] == 0 and np.isnan(np.where(x > 0, g, 0).flat[3])
+
+
+def test_relu_backward_zeroes_nan_gradients_where_the_input_is_not_positive():
+    x = leaf(np.array([-1.0, 0.0, 3.0, -2.0] * 40000))  # above PARALLEL_MIN_SIZE: the fused pass
+    upstream = np.array([np.nan, np.inf, 5.0, 1.0] * 40000)
+    (minidl.nn.functional.relu(x) * minidl.tensor(upstream)).sum().backward()
+    np.testing.assert_array_equal(x.grad.data[:4], [0.0, 0.0, 5.0, 0.0])
+    small = leaf(np.array([-1.0, 0.0, 3.0]))  # the np.where path
+    (minidl.nn.functional.relu(small) * minidl.tensor(np.array([np.nan, np.inf, 5.0]))).sum().backward()
+    np.testing.assert_array_equal(small.grad.data, [0.0, 0.0, 5.0])
+
+
 def test_relu_module_uses_the_fused_pass_and_matches_plain_numpy():
     rng = np.random.default_rng(7)
     for x_data in (rng.standard_normal((8, 16, 32, 32)).astype(np.float32),
@@ -275,7 +332,7 @@ def test_relu_module_uses_the_fused_pass_and_matches_plain_numpy():
 def test_map_ranges_works_in_a_forked_child(monkeypatch):
     import os
     monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
-    assert cpu_threads.map_ranges(lambda a, b: b - a, 10) == [5, 5]  # the parent's pool exists now
+    assert sum(cpu_threads.map_ranges(lambda a, b: b - a, 10)) == 10  # the parent's pool exists now
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
     read_end, write_end = os.pipe()
@@ -304,3 +361,12 @@ def test_adaptive_avg_pool_gradient_keeps_the_channels_last_layout(output_size):
         captured["g"] = pooled.grad_fn.backward(upstream)
     assert is_channels_last(captured["g"])  # the pooling gradient itself, before any copy into .grad
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+
+
+def test_row_shift_is_taken_for_narrow_layers_but_not_for_an_rgb_stem():
+    narrow, rgb = np.zeros((1, 34, 34, 16), np.float32), np.zeros((1, 34, 34, 3), np.float32)
+    assert conv_cpu.uses_row_shift(narrow, (3, 3), (1, 1))
+    assert not conv_cpu.uses_row_shift(rgb, (3, 3), (1, 1))
+    assert not conv_cpu.uses_row_shift(narrow, (3, 3), (2, 2))
+    with mock.patch.object(conv_cpu, "ROW_SHIFT_MIN_CHANNELS", 1):
+        assert conv_cpu.uses_row_shift(rgb, (3, 3), (1, 1))

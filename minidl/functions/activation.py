@@ -14,7 +14,7 @@ from .elementwise import Sigmoid, Tanh
 
 
 class ReLU(Function):
-    """y = max(x, 0).   dL/dx = g * [x > 0]."""
+    """y = max(x, 0).   dL/dx = g where x > 0, else 0 (also where g is NaN, as in PyTorch)."""
 
     def forward(self, x):
         xp = get_array_module(x)
@@ -30,9 +30,12 @@ class ReLU(Function):
         return xp.maximum(x, 0)
 
     def backward(self, g):
-        if isinstance(g, np.ndarray):
-            return cpu_threads.ufunc(np.multiply, g, self.positive)
-        return g * self.positive
+        xp = get_array_module(g)
+        if xp.__name__ == "numpy" and g.size >= cpu_threads.PARALLEL_MIN_SIZE:
+            fused = cpu_kernels.relu_grad(g, self.positive)  # one pass, split across threads
+            if fused is not None:
+                return fused
+        return xp.where(self.positive, g, 0).astype(g.dtype, copy=False)
 
 
 class LeakyReLU(Function):

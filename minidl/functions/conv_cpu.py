@@ -128,12 +128,16 @@ def forward_rows(padded, weight_rows, kernel_size, stride, dilation):
 
 
 # KW*C up to which the row-shifted GEMMs beat the full im2col (measured with 3x3 kernels: the forward
-# gains at C = 16 and 32, the weight gradient only at C = 16)
+# gains at C = 16 and 32, the weight gradient only at C = 16).  Below ROW_SHIFT_MIN_CHANNELS the
+# row-shifted GEMMs are too thin (K = 3*3 for an RGB stem): one im2col GEMM with K = 27 is faster.
 ROW_SHIFT_MAX_WIDTH, ROW_SHIFT_MAX_WIDTH_WEIGHT_GRAD = 96, 48
+ROW_SHIFT_MIN_CHANNELS = 8
 
 
 def uses_row_shift(padded, kernel_size, stride, max_width=ROW_SHIFT_MAX_WIDTH):
-    return stride == (1, 1) and kernel_size[0] > 1 and kernel_size[1] * padded.shape[3] <= max_width
+    channels = padded.shape[3]
+    return (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
+            and kernel_size[1] * channels <= max_width)
 
 
 def conv_rows(padded, weight_rows, kernel_size, stride, dilation):

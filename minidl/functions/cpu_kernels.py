@@ -62,6 +62,12 @@ def relu_numpy(x, y, positive):
     np.greater(x, 0, out=positive)
 
 
+def relu_grad_numpy(g, positive, out):
+    """out = g where positive, else 0 (as PyTorch's threshold_backward: a NaN g where x <= 0 gives 0), 1-D."""
+    out[...] = 0
+    np.copyto(out, g, where=positive)
+
+
 # ------------------------------------------------------------------ numba kernels (same signatures)
 def _compile():
     import numba
@@ -106,8 +112,13 @@ def _compile():
             positive[i] = v > 0
             y[i] = 0 if v <= 0 else v  # NaN > 0 and NaN <= 0 are both false: NaN passes through, as in np.maximum
 
+    @jit
+    def relu_grad(g, positive, out):
+        for i in range(g.shape[0]):
+            out[i] = g[i] if positive[i] else 0
+
     return dict(shifted_sums=shifted_sums, scale_shift=scale_shift, grad_sums=grad_sums, input_grad=input_grad,
-                relu=relu)
+                relu=relu, relu_grad=relu_grad)
 
 
 _kernels = None
@@ -128,7 +139,7 @@ def kernels():
 
 def numpy_kernels():
     return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, grad_sums=grad_sums_numpy,
-                input_grad=input_grad_numpy, relu=relu_numpy)
+                input_grad=input_grad_numpy, relu=relu_numpy, relu_grad=relu_grad_numpy)
 
 
 # ------------------------------------------------------------------ whole-array passes, rows split across threads
@@ -177,10 +188,30 @@ def relu(x, kernels=None):
     to walk).
     """
     k = kernels or globals()["kernels"]()
-    order = np.argsort(x.strides, kind="stable")[::-1]  # axes from the largest stride to the smallest
-    if x.dtype not in (np.float32, np.float64) or not x.transpose(order).flags.c_contiguous:
+    order = _memory_order(x)
+    if x.dtype not in (np.float32, np.float64) or order is None:
         return None
     y, positive = np.empty_like(x), np.empty_like(x, dtype=bool)  # empty_like keeps x's axis order
     flat = [a.transpose(order).reshape(-1) for a in (x, y, positive)]
     map_ranges(lambda first, stop: k["relu"](*(a[first:stop] for a in flat)), x.size)
     return y, positive
+
+
+def relu_grad(g, positive, kernels=None):
+    """g where positive else 0, in one pass; None unless g is float32/float64 and g and positive
+    lie in memory in the same dense axis order (then there is one flat view of each to walk)."""
+    k = kernels or globals()["kernels"]()
+    order = _memory_order(positive)
+    if g.dtype not in (np.float32, np.float64) or order is None or g.shape != positive.shape \
+            or not g.transpose(order).flags.c_contiguous:
+        return None
+    out = np.empty_like(positive, dtype=g.dtype)
+    flat = [a.transpose(order).reshape(-1) for a in (g, positive, out)]
+    map_ranges(lambda first, stop: k["relu_grad"](*(a[first:stop] for a in flat)), g.size)
+    return out
+
+
+def _memory_order(x):
+    """The axis order in which x is C-contiguous (largest stride first), or None when it is not dense."""
+    order = np.argsort(x.strides, kind="stable")[::-1]
+    return order if x.transpose(order).flags.c_contiguous else None

@@ -1,13 +1,16 @@
-"""Coarse-grained CPU threading: split a batch into one slice per core and run the slices at once.
+"""Coarse-grained CPU threading: split a batch into a few slices and run them on every core at once.
 
 NumPy's copies and the GEMMs of small chunks each run on one core; OpenBLAS threads every GEMM call
 itself, which on small, many calls costs one synchronisation per call (and on a busy machine one
-late thread stalls the other).  Here each worker thread takes a contiguous slice of the batch and
-works through it alone, with its BLAS calls single-threaded (OpenBLAS's per-thread setting), so a
-whole op synchronises once.  NumPy releases the GIL inside copies, ufuncs and matmul, so the
-threads really run in parallel.
+late thread stalls the other).  Here the batch is cut into a few contiguous slices per core; the
+calling thread and the pool's workers each take the next slice not yet taken until none is left,
+with their BLAS calls single-threaded (OpenBLAS's per-thread setting), so a whole op synchronises
+once.  Taking slices as they come (rather than one fixed half per thread) keeps both cores busy when
+a worker wakes up late or runs slower: waking a thread costs tens of microseconds on a VM, and the
+calling thread starts on the first slice at once.  NumPy releases the GIL inside copies, ufuncs and
+matmul, so the threads really run in parallel.
 
-``MINIDL_NUM_THREADS`` sets the number of workers (default: the CPUs this process may use).
+``MINIDL_NUM_THREADS`` sets the number of threads (default: the CPUs this process may use).
 """
 import contextlib
 import ctypes
@@ -39,26 +42,55 @@ def split(count, parts):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+SLICES_PER_THREAD = 4  # more slices balance better; each costs one more Python-level call of ``work``
+
+
 def map_ranges(work, count):
-    """[work(first, stop) for each range of split(count, num_threads())], run in parallel threads."""
-    global _pool
-    ranges = split(count, 1 if getattr(_inside, "worker", False) else num_threads())
+    """[work(first, stop) for each range of split(count, ...)], in range order, run in parallel threads.
+
+    The calling thread and num_threads() - 1 pool workers take the ranges one at a time, each the
+    next one nobody has taken yet.  A worker that has not started when the ranges run out is
+    cancelled instead of waited for.
+    """
+    threads = 1 if getattr(_inside, "worker", False) else num_threads()
+    ranges = split(count, threads * SLICES_PER_THREAD if threads > 1 else 1)
     if len(ranges) == 1:  # one core, one item, or already inside a worker (nested calls run serially)
         return [work(*ranges[0])]
-    if _pool is None or _pool._max_workers < len(ranges) or _pool.pid != os.getpid():
+    pool = _get_pool(threads - 1)
+    results = [None] * len(ranges)
+    next_index = iter(range(len(ranges)))  # next() on a range iterator is atomic under the GIL
+    lock = threading.Lock()
+
+    def take_ranges():
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                return
+            results[index] = work(*ranges[index])
+
+    futures = [pool.submit(_single_threaded_blas, take_ranges) for _ in range(min(threads, len(ranges)) - 1)]
+    _single_threaded_blas(take_ranges)
+    for future in futures:
+        if not future.cancel():  # cancel() is False once the worker started: wait for its last range
+            future.result()
+    return results
+
+
+def _get_pool(workers):
+    global _pool
+    if _pool is None or _pool._max_workers < workers or _pool.pid != os.getpid():
         # a new pool also after a fork: the child process has none of the parent's worker threads
-        _pool = ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="minidl-cpu")
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minidl-cpu")
         _pool.pid = os.getpid()
-    futures = [_pool.submit(_single_threaded_blas, work, first, stop) for first, stop in ranges[1:]]
-    results = [_single_threaded_blas(work, *ranges[0])]  # the calling thread takes the first slice
-    return results + [future.result() for future in futures]
+    return _pool
 
 
-def _single_threaded_blas(work, first, stop):
+def _single_threaded_blas(work):
     _inside.worker = True
     try:
         with blas_threads(1):
-            return work(first, stop)
+            return work()
     finally:
         _inside.worker = False
 
