@@ -38,6 +38,10 @@ def parse_args(argv=None):
     parser.add_argument("--interleave", action="store_true",
                         help="also time minidl and PyTorch steps alternately and report the median per-pair ratio "
                              "(steadier on a shared machine whose load changes during the run)")
+    parser.add_argument("--blocks", type=int, default=1,
+                        help="split the timed steps into this many alternating blocks (minidl, PyTorch, minidl, "
+                             "...), each after one untimed step: both frameworks run warm, and a change of "
+                             "load during the run falls on both alike")
     parser.add_argument("--profile", action="store_true", help="print minidl's per-op breakdown")
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (PyTorch and BLAS)")
@@ -49,6 +53,10 @@ def parse_args(argv=None):
         parser.error("--precision tf32 needs --device cuda (TF32 is a GPU tensor-core mode)")
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
+    if not 1 <= args.blocks <= args.steps:
+        parser.error("--blocks must be between 1 and --steps")
+    if args.blocks > 1 and args.compare != "torch":
+        parser.error("--blocks alternates minidl and PyTorch: it needs --compare torch")
     return args
 
 
@@ -163,6 +171,17 @@ def interleaved_times(minidl_step, minidl_sync, torch_step, torch_sync, pairs):
     return minidl_times, torch_times
 
 
+def alternating_block_times(minidl_step, minidl_sync, torch_step, torch_sync, steps, blocks):
+    """(minidl seconds, PyTorch seconds): ``blocks`` blocks of each, alternately, with ``steps`` timed
+    steps in all per framework; each block starts with one untimed step (the other framework just ran)."""
+    minidl_times, torch_times = [], []
+    for block in range(blocks):
+        count = steps * (block + 1) // blocks - steps * block // blocks
+        minidl_times += time_steps(minidl_step, minidl_sync, 1, count)[1]
+        torch_times += time_steps(torch_step, torch_sync, 1, count)[1]
+    return minidl_times, torch_times
+
+
 def summary(name, times, batch_size):
     median = statistics.median(times)
     return {f"{name}_step_ms_median": 1000 * median, f"{name}_step_ms_min": 1000 * min(times),
@@ -204,7 +223,13 @@ def main(argv=None):
 
     step, synchronize, initial_state = minidl_setup(args, batch)
     minidl.cuda.reset_peak_memory_stats()
-    loss, times = time_steps(step, synchronize, args.warmup, args.steps)
+    loss, times = time_steps(step, synchronize, args.warmup, args.steps if args.blocks == 1 else 1)
+    if args.blocks > 1:  # both frameworks set up and warm first, then the alternating blocks
+        import torch
+        torch_step, torch_synchronize = torch_setup(args, batch, initial_state)
+        torch_loss = time_steps(torch_step, torch_synchronize, args.warmup, 1)[0]
+        times, torch_times = alternating_block_times(step, synchronize, torch_step, torch_synchronize, args.steps,
+                                                     args.blocks)
     result.update(summary("minidl", times, args.batch_size), minidl_first_loss=loss)
     if args.device == "cuda":
         result["minidl_peak_memory_mb"] = minidl.cuda.max_memory_reserved() / 2**20
@@ -215,11 +240,13 @@ def main(argv=None):
 
     if args.compare == "torch":
         import torch
-        torch_step, torch_synchronize = torch_setup(args, batch, initial_state)
-        if args.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        loss, times = time_steps(torch_step, torch_synchronize, args.warmup, args.steps)
-        result.update(summary("torch", times, args.batch_size), torch_first_loss=loss)
+        if args.blocks == 1:
+            torch_step, torch_synchronize = torch_setup(args, batch, initial_state)
+            if args.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            torch_loss, torch_times = time_steps(torch_step, torch_synchronize, args.warmup, args.steps)
+        loss = torch_loss
+        result.update(summary("torch", torch_times, args.batch_size), torch_first_loss=loss, blocks=args.blocks)
         if args.device == "cuda":
             result["torch_peak_memory_mb"] = torch.cuda.max_memory_reserved() / 2**20
             result["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -227,7 +254,8 @@ def main(argv=None):
         print(f"PyTorch {args.model} {args.device} {args.precision} batch {args.batch_size}: "
               f"{result['torch_img_per_s']:8.1f} img/s  (median step {result['torch_step_ms_median']:.1f} ms, "
               f"first loss {loss:.4f})")
-        print(f"minidl / PyTorch = {result['ratio']:.3f}x")
+        how = f", {args.blocks} alternating blocks" if args.blocks > 1 else ""
+        print(f"minidl / PyTorch = {result['ratio']:.3f}x  (ratio of median steps{how})")
         if args.interleave:
             minidl_times, torch_times = interleaved_times(step, synchronize, torch_step, torch_synchronize, args.steps)
             ratios = [t / m for m, t in zip(minidl_times, torch_times)]

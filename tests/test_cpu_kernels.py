@@ -19,6 +19,15 @@ from minidl.functions.batchnorm import batch_norm, is_channels_last
 from tests.helpers import assert_close
 
 
+@pytest.fixture(autouse=True)
+def threads_even_for_small_arrays(monkeypatch):
+    """The arrays here are small; force them through the two-thread paths the big ones take (below the
+    size thresholds the ops run on one thread, which test_small_ops_run_on_the_calling_thread checks)."""
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
+    monkeypatch.setattr(cpu_threads, "PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(conv_cpu, "PARALLEL_MIN_COLS", 0)
+
+
 def channels_last_copy(array):
     """The same values as ``array`` (N, C, H, W), stored (N, H, W, C)."""
     return np.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
@@ -91,19 +100,35 @@ def test_channels_last_conv_takes_channels_last_gradients_and_skips_unneeded_gra
     assert_close(w.grad, w_plain.grad, rtol=1e-12, atol=1e-12, what="weight grad")
 
 
-def test_chunks_cover_every_image_once_with_a_small_chunk_size(monkeypatch):
+@pytest.mark.parametrize("channels", [3, 8])
+def test_chunks_cover_every_image_once_with_a_small_chunk_size(monkeypatch, channels):
+    """3 channels: im2col on a padded copy of the batch; 8 channels: row shifts, each chunk padded in a
+    scratch array, no padded copy (conv_forward returns None, and the weight gradient starts from x)."""
     monkeypatch.setattr(conv_cpu, "CHUNK_FLOATS", 50)  # one image per chunk
     rng = np.random.default_rng(1)
-    x, w = rng.standard_normal((5, 3, 4, 4)), rng.standard_normal((2, 3, 3, 3))
+    x, w = rng.standard_normal((5, channels, 4, 4)), rng.standard_normal((2, channels, 3, 3))
     y, padded = conv_cpu.conv_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1))
+    assert (padded is None) == (channels >= conv_cpu.ROW_SHIFT_MIN_CHANNELS)
     with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
         expected = minidl.nn.functional.conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).data
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(y.shape)
-    grad_w = conv_cpu.conv_weight_grad(padded, g, w.shape, (1, 1), (1, 1))
+    grad_w = conv_cpu.conv_weight_grad(x, padded, g, w.shape, (1, 1), (1, 1, 1, 1), (1, 1))
     cols = conv.im2col(x, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
     expected_w = (g.transpose(1, 0, 2, 3).reshape(2, -1) @ cols.T).reshape(w.shape)
     np.testing.assert_allclose(grad_w, expected_w, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_input_changed_in_place_after_forward_is_caught_in_backward():
+    """The CPU path keeps x itself for dL/dW (no padded copy for narrow layers), so the version check
+    applies, as in PyTorch."""
+    x = leaf(channels_last_copy(np.random.default_rng(2).standard_normal((2, 8, 5, 5))))
+    w = leaf(np.random.default_rng(3).standard_normal((4, 8, 3, 3)))
+    y = minidl.nn.functional.conv2d(x, w, padding=1)
+    with minidl.no_grad():
+        x.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.sum().backward()
 
 
 # ---------------------------------------------------------------- numba kernels vs NumPy twins
@@ -371,3 +396,24 @@ def test_row_shift_is_taken_for_narrow_layers_but_not_for_an_rgb_stem():
     assert not conv_cpu.uses_row_shift(narrow, (3, 3), (2, 2))
     with mock.patch.object(conv_cpu, "ROW_SHIFT_MIN_CHANNELS", 1):
         assert conv_cpu.uses_row_shift(rgb, (3, 3), (1, 1))
+
+
+def test_small_ops_run_on_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(cpu_threads, "PARALLEL_MIN_SIZE", 1000)
+    caller = threading.get_ident()
+    threads = set()
+    cpu_threads.map_ranges(lambda a, b: threads.add(threading.get_ident()), 100, size=999)
+    assert threads == {caller}
+    results = cpu_threads.map_ranges(lambda a, b: (a, b), 100, size=1000)
+    assert len(results) == 2 * cpu_threads.SLICES_PER_THREAD  # at the threshold: split
+
+
+def test_a_small_batch_convolution_stays_on_one_thread(monkeypatch):
+    monkeypatch.setattr(conv_cpu, "PARALLEL_MIN_COLS", 1 << 21)
+    calls = []
+    original = cpu_threads.split
+    monkeypatch.setattr(cpu_threads, "split", lambda count, parts: calls.append(parts) or original(count, parts))
+    x = leaf(channels_last_copy(np.random.default_rng(4).standard_normal((2, 16, 8, 8)).astype(np.float32)))
+    w = leaf(np.random.default_rng(5).standard_normal((16, 16, 3, 3)).astype(np.float32))
+    minidl.nn.functional.conv2d(x, w, padding=1).sum().backward()
+    assert calls and set(calls) == {1}

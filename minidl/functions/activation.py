@@ -9,8 +9,11 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import get_array_module
-from . import cpu_kernels, cpu_threads
+from . import cpu_kernels
 from .elementwise import Sigmoid, Tanh
+
+
+FUSED_MIN_SIZE = 1 << 12  # below this the kernel call costs more than the pass
 
 
 class ReLU(Function):
@@ -18,8 +21,8 @@ class ReLU(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        if xp.__name__ == "numpy" and x.size >= cpu_threads.PARALLEL_MIN_SIZE:
-            fused = cpu_kernels.relu(x)  # y and the mask in one pass, split across threads
+        if xp.__name__ == "numpy" and x.size >= FUSED_MIN_SIZE:
+            fused = cpu_kernels.relu(x)  # y and the mask in one pass (split across threads when large)
             if fused is not None:
                 y, positive = fused
                 if self.recording:
@@ -31,8 +34,8 @@ class ReLU(Function):
 
     def backward(self, g):
         xp = get_array_module(g)
-        if xp.__name__ == "numpy" and g.size >= cpu_threads.PARALLEL_MIN_SIZE:
-            fused = cpu_kernels.relu_grad(g, self.positive)  # one pass, split across threads
+        if xp.__name__ == "numpy" and g.size >= FUSED_MIN_SIZE:
+            fused = cpu_kernels.relu_grad(g, self.positive)  # one pass (split across threads when large)
             if fused is not None:
                 return fused
         return xp.where(self.positive, g, 0).astype(g.dtype, copy=False)

@@ -151,7 +151,9 @@ class Conv2d(Function):
         if self.recording:
             self.channels_last, self.geometry, self.input_shape = True, (stride, padding, dilation), x.shape
             self.weight = weight if self.needs_input_grad[0] else None
-            self.padded = padded if self.needs_input_grad[1] else None  # the NHWC input, zero-padded
+            # for dL/dW: x (the graph keeps it anyway) and, where the forward made one, its padded NHWC copy
+            self.x = x if self.needs_input_grad[1] else None
+            self.padded = padded if self.needs_input_grad[1] else None
             self.weight_shape = weight.shape
         return y
 
@@ -162,7 +164,7 @@ class Conv2d(Function):
         if self.needs_input_grad[0]:
             grad_x = conv_cpu.conv_input_grad(g, self.weight, self.input_shape, stride, padding, dilation)
         if self.needs_input_grad[1]:
-            grad_w = conv_cpu.conv_weight_grad(self.padded, g, self.weight_shape, stride, dilation)
+            grad_w = conv_cpu.conv_weight_grad(self.x, self.padded, g, self.weight_shape, stride, padding, dilation)
         if self.needs_input_grad[2]:
             grad_b = g.sum(axis=(0, 2, 3))
         return grad_x, grad_w, grad_b

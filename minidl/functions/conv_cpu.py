@@ -44,6 +44,9 @@ from .conv import output_size, window_slice
 from .cpu_threads import map_ranges
 
 CHUNK_FLOATS = 1 << 18  # im2col values per chunk: 1 MiB of float32, 2 MiB of float64 (a core's L2 is 2 MiB)
+# im2col values (the GEMM's rows x K) below which one thread runs the whole convolution: measured on
+# 2 cores, a 16-channel 32x32 layer gains from the second thread from a batch of about 16-32 on
+PARALLEL_MIN_COLS = 1 << 21
 
 
 def channels_last(x):
@@ -69,7 +72,7 @@ def pad_channels_last(x_nhwc, padding):
         part[:, :top], part[:, top + h:], part[:, :, :left], part[:, :, left + w:] = 0, 0, 0, 0
         part[:, top:top + h, left:left + w] = x_nhwc[first:stop]
 
-    map_ranges(images, n)
+    map_ranges(images, n, padded.size + x_nhwc.size)
     return padded
 
 
@@ -123,7 +126,7 @@ def forward_rows(padded, weight_rows, kernel_size, stride, dilation):
             row = (first + start) * per_image
             np.matmul(cols, weight_rows, out=y[row:row + len(cols)])
 
-    map_ranges(images, n)
+    map_ranges(images, n, view.size, PARALLEL_MIN_COLS)
     return y
 
 
@@ -202,7 +205,7 @@ def _conv_rows_shifted(source, weight_rows, kernel_size, dilation, padding=(0, 0
                     np.matmul(block, weight, out=partial[:count])
                     out += partial[:count]
 
-    map_ranges(images, n)
+    map_ranges(images, n, n * per_image * weight_rows.shape[0], PARALLEL_MIN_COLS)  # as many as im2col holds
     return y.reshape(n * per_image, oc)
 
 
@@ -224,7 +227,7 @@ def weight_grad_rows(padded, g_rows, kernel_size, stride, dilation):
                 grad += part
         return grad
 
-    return sum(map_ranges(images, view.shape[0]))
+    return sum(map_ranges(images, view.shape[0], view.size, PARALLEL_MIN_COLS))
 
 
 def weight_grad(padded, g_rows, kernel_size, stride, dilation):
@@ -234,28 +237,38 @@ def weight_grad(padded, g_rows, kernel_size, stride, dilation):
     return weight_grad_rows(padded, g_rows, kernel_size, stride, dilation)
 
 
-def _weight_grad_shifted(padded, g_rows, kernel_size, dilation):
+def _weight_grad_shifted(source, g_rows, kernel_size, dilation, padding=(0, 0, 0, 0)):
     """Stride 1, as _conv_rows_shifted: dW[kh] = sum over images and rows of G^T @ B[rows shifted by kh*dh*OW].
 
     G is copied into a (count, Hp, OW, OC) buffer whose last Hp - OH rows per image are zero, so over a
     whole chunk flattened to rows, G row r meets B row r + kh*dh*OW of the same image (or a zero).
+    ``source`` is the NHWC input, already padded unless ``padding`` is given (then each chunk is padded
+    in a small scratch array, as in _conv_rows_shifted).
     """
     (kh, kw), dh = kernel_size, dilation[0]
-    view = row_windows(padded, kernel_size, dilation)
-    n, hp, ow, _, c = view.shape
+    top, bottom, left, right = padding
+    n, h, w, c = source.shape
+    hp, wp = h + top + bottom, w + left + right
+    ow = output_size(wp, kw, 1, 0, 0, dilation[1])
     oh, oc = output_size(hp, kh, 1, 0, 0, dh), g_rows.shape[1]
     g_images = g_rows.reshape(n, oh, ow, oc)
     step = max(1, min(n, CHUNK_FLOATS // (hp * ow * kw * c)))
 
     def images(first_image, stop_image):
         count_max = min(step, stop_image - first_image)
-        buffer = np.empty((count_max, hp, ow, kw, c), dtype=padded.dtype)
-        g_buffer = np.zeros((count_max, hp, ow, oc), dtype=padded.dtype)
-        grad = np.zeros((kh, oc, kw * c), dtype=padded.dtype)
-        partial = np.empty((oc, kw * c), dtype=padded.dtype)
+        buffer = np.empty((count_max, hp, ow, kw, c), dtype=source.dtype)
+        g_buffer = np.zeros((count_max, hp, ow, oc), dtype=source.dtype)
+        scratch = np.zeros((count_max, hp, wp, c), dtype=source.dtype) if any(padding) else None
+        grad = np.zeros((kh, oc, kw * c), dtype=source.dtype)
+        partial = np.empty((oc, kw * c), dtype=source.dtype)
         for first in range(first_image, stop_image, step):
             count = min(step, stop_image - first)
-            np.copyto(buffer[:count], view[first:first + count])
+            if scratch is None:
+                padded = source[first:first + count]
+            else:
+                padded = scratch[:count]
+                padded[:, top:top + h, left:left + w] = source[first:first + count]  # the border stays zero
+            np.copyto(buffer[:count], row_windows(padded, kernel_size, dilation))
             g_buffer[:count, :oh] = g_images[first:first + count]
             rows = buffer[:count].reshape(count * hp * ow, kw * c)
             g_padded = g_buffer[:count].reshape(count * hp * ow, oc)
@@ -265,7 +278,7 @@ def _weight_grad_shifted(padded, g_rows, kernel_size, dilation):
                 grad[i] += partial
         return grad
 
-    grad = sum(map_ranges(images, n))  # (KH, OC, KW*C)
+    grad = sum(map_ranges(images, n, n * oh * ow * kh * kw * c, PARALLEL_MIN_COLS))  # (KH, OC, KW*C)
     return np.ascontiguousarray(grad.transpose(1, 0, 2)).reshape(oc, kh * kw * c)
 
 
@@ -276,22 +289,39 @@ def weight_as_rows(weight):
 
 
 def conv_forward(x, weight, bias, stride, padding, dilation):
-    """y (N, OC, OH, OW) as a channels-last view, and the padded NHWC input (kept for backward)."""
+    """y (N, OC, OH, OW) as a channels-last view, and the padded NHWC input for backward, or None.
+
+    None when no padded copy was made: narrow stride-1 layers pad each chunk in cache
+    (_conv_rows_shifted), and their backward starts again from x (see conv_weight_grad).
+    """
     n = x.shape[0]
     kernel_size = weight.shape[2:]
-    padded = pad_channels_last(channels_last(x), padding)
-    y = conv_rows(padded, weight_as_rows(weight), kernel_size, stride, dilation)
+    x_nhwc = channels_last(x)
+    if uses_row_shift(x_nhwc, kernel_size, stride):
+        padded = None
+        y = _conv_rows_shifted(x_nhwc, weight_as_rows(weight), kernel_size, dilation, padding)
+    else:
+        padded = pad_channels_last(x_nhwc, padding)
+        y = forward_rows(padded, weight_as_rows(weight), kernel_size, stride, dilation)
     if bias is not None:
         y += bias
-    view_shape = windows(padded, kernel_size, stride, dilation).shape
-    return as_nchw(y, n, view_shape[1], view_shape[2]), padded
+    n, c, h, w = x.shape
+    oh = output_size(h, kernel_size[0], stride[0], padding[0], padding[1], dilation[0])
+    ow = output_size(w, kernel_size[1], stride[1], padding[2], padding[3], dilation[1])
+    return as_nchw(y, n, oh, ow), padded
 
 
-def conv_weight_grad(padded, g, weight_shape, stride, dilation):
-    """dL/dW (OC, C, KH, KW) from the saved padded NHWC input and g (N, OC, OH, OW)."""
+def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
+    """dL/dW (OC, C, KH, KW) from the input x (N, C, H, W), the padded NHWC copy conv_forward made
+    (or None: then narrow stride-1 layers pad chunk by chunk, others pad x now), and g (N, OC, OH, OW)."""
     oc, c, kh, kw = weight_shape
     g_rows = channels_last(g).reshape(-1, oc)
-    grad = weight_grad(padded, g_rows, (kh, kw), stride, dilation)
+    if padded is None and uses_row_shift(x.transpose(0, 2, 3, 1), (kh, kw), stride, ROW_SHIFT_MAX_WIDTH_WEIGHT_GRAD):
+        grad = _weight_grad_shifted(channels_last(x), g_rows, (kh, kw), dilation, padding)
+    else:
+        if padded is None:
+            padded = pad_channels_last(channels_last(x), padding)
+        grad = weight_grad(padded, g_rows, (kh, kw), stride, dilation)
     return np.ascontiguousarray(grad.reshape(oc, kh, kw, c).transpose(0, 3, 1, 2))
 
 
@@ -352,5 +382,5 @@ def _input_grad_col2im(g, weight, input_shape, stride, padding, dilation):
                 for j in range(kw):
                     target[:, window_slice(i * dh, oh, sh), window_slice(j * dw, ow, sw)] += dcols[:, :, :, i, j]
 
-    map_ranges(images, n)
+    map_ranges(images, n, n * oh * ow * kh * kw * c, PARALLEL_MIN_COLS)
     return dx[:, top:top + h, left:left + w].transpose(0, 3, 1, 2)

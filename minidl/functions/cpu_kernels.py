@@ -153,7 +153,7 @@ def column_mean_and_var(x, kernels=None):
     k = kernels or globals()["kernels"]()
     rows = len(x)
     shift = x[0].astype(np.float64)
-    sums = sum(map_ranges(lambda a, b: k["shifted_sums"](x[a:b], shift), rows)) / rows
+    sums = sum(map_ranges(lambda a, b: k["shifted_sums"](x[a:b], shift), rows, x.size)) / rows
     return shift + sums[0], np.maximum(sums[1] - sums[0] ** 2, 0)
 
 
@@ -161,14 +161,14 @@ def scale_shift(x, scale, shift, kernels=None):
     """x * scale + shift per column, a new (rows, C) array."""
     k = kernels or globals()["kernels"]()
     out = np.empty_like(x)
-    map_ranges(lambda a, b: k["scale_shift"](x[a:b], scale, shift, out[a:b]), len(x))
+    map_ranges(lambda a, b: k["scale_shift"](x[a:b], scale, shift, out[a:b]), len(x), 2 * x.size)
     return out
 
 
 def grad_sums(g, x, mean, kernels=None):
     """(sum of g, sum of g * (x - mean)) per column, float64."""
     k = kernels or globals()["kernels"]()
-    sums = sum(map_ranges(lambda a, b: k["grad_sums"](g[a:b], x[a:b], mean), len(x)))
+    sums = sum(map_ranges(lambda a, b: k["grad_sums"](g[a:b], x[a:b], mean), len(x), 2 * x.size))
     return sums[0], sums[1]
 
 
@@ -177,7 +177,7 @@ def input_grad(g, x, mean, a, b, c, kernels=None):
     k = kernels or globals()["kernels"]()
     out = np.empty_like(x)
     map_ranges(lambda first, stop: k["input_grad"](g[first:stop], x[first:stop], mean, a, b, c, out[first:stop]),
-               len(x))
+               len(x), 3 * x.size)
     return out
 
 
@@ -193,7 +193,7 @@ def relu(x, kernels=None):
         return None
     y, positive = np.empty_like(x), np.empty_like(x, dtype=bool)  # empty_like keeps x's axis order
     flat = [a.transpose(order).reshape(-1) for a in (x, y, positive)]
-    map_ranges(lambda first, stop: k["relu"](*(a[first:stop] for a in flat)), x.size)
+    map_ranges(lambda first, stop: k["relu"](*(a[first:stop] for a in flat)), x.size, 2 * x.size)
     return y, positive
 
 
@@ -207,7 +207,7 @@ def relu_grad(g, positive, kernels=None):
         return None
     out = np.empty_like(positive, dtype=g.dtype)
     flat = [a.transpose(order).reshape(-1) for a in (g, positive, out)]
-    map_ranges(lambda first, stop: k["relu_grad"](*(a[first:stop] for a in flat)), g.size)
+    map_ranges(lambda first, stop: k["relu_grad"](*(a[first:stop] for a in flat)), g.size, 2 * g.size)
     return out
 
 
