@@ -276,8 +276,8 @@ def test_nested_map_ranges_runs_serially_inside_a_worker(monkeypatch):
 
 @pytest.mark.parametrize("channels, dilation", [(40, (1, 1)), (40, (2, 1)), (20, (1, 2))])
 def test_wide_stride1_convs_take_the_full_im2col_path_and_match(channels, dilation):
-    """KW*C = 120 is above both row-shift limits (the generic chunked im2col everywhere); KW*C = 60 takes
-    the row-shifted forward and input gradient but the generic weight gradient."""
+    """KW*C = 120 is above the row-shift limit (the generic chunked im2col everywhere); KW*C = 60 takes
+    the row shifts (forward, input gradient and weight gradient)."""
     rng = np.random.default_rng(5)
     x = channels_last_copy(rng.standard_normal((3, channels, 7, 6)).astype(np.float32))
     w = rng.standard_normal((6, channels, 3, 3)).astype(np.float32)

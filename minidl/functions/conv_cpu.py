@@ -131,16 +131,16 @@ def forward_rows(padded, weight_rows, kernel_size, stride, dilation):
 
 
 # KW*C up to which the row-shifted GEMMs beat the full im2col (measured with 3x3 kernels: the forward
-# gains at C = 16 and 32, the weight gradient only at C = 16).  Below ROW_SHIFT_MIN_CHANNELS the
+# and the weight gradient gain at C = 16 and 32, neither at 64).  Below ROW_SHIFT_MIN_CHANNELS the
 # row-shifted GEMMs are too thin (K = 3*3 for an RGB stem): one im2col GEMM with K = 27 is faster.
-ROW_SHIFT_MAX_WIDTH, ROW_SHIFT_MAX_WIDTH_WEIGHT_GRAD = 96, 48
+ROW_SHIFT_MAX_WIDTH = 96
 ROW_SHIFT_MIN_CHANNELS = 8
 
 
-def uses_row_shift(padded, kernel_size, stride, max_width=ROW_SHIFT_MAX_WIDTH):
+def uses_row_shift(padded, kernel_size, stride):
     channels = padded.shape[3]
     return (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
-            and kernel_size[1] * channels <= max_width)
+            and kernel_size[1] * channels <= ROW_SHIFT_MAX_WIDTH)
 
 
 def conv_rows(padded, weight_rows, kernel_size, stride, dilation):
@@ -232,18 +232,20 @@ def weight_grad_rows(padded, g_rows, kernel_size, stride, dilation):
 
 def weight_grad(padded, g_rows, kernel_size, stride, dilation):
     """dL/dW as (OC, KH*KW*C), rows (kh, kw, c), from the padded NHWC input and G (N*OH*OW, OC)."""
-    if uses_row_shift(padded, kernel_size, stride, ROW_SHIFT_MAX_WIDTH_WEIGHT_GRAD):
+    if uses_row_shift(padded, kernel_size, stride):
         return _weight_grad_shifted(padded, g_rows, kernel_size, dilation)
     return weight_grad_rows(padded, g_rows, kernel_size, stride, dilation)
 
 
 def _weight_grad_shifted(source, g_rows, kernel_size, dilation, padding=(0, 0, 0, 0)):
-    """Stride 1, as _conv_rows_shifted: dW[kh] = sum over images and rows of G^T @ B[rows shifted by kh*dh*OW].
+    """Stride 1, as _conv_rows_shifted: for kernel row kh, image n's output rows meet the rows of its
+    row-window matrix B_n shifted by kh*dh*OW, so
 
-    G is copied into a (count, Hp, OW, OC) buffer whose last Hp - OH rows per image are zero, so over a
-    whole chunk flattened to rows, G row r meets B row r + kh*dh*OW of the same image (or a zero).
-    ``source`` is the NHWC input, already padded unless ``padding`` is given (then each chunk is padded
-    in a small scratch array, as in _conv_rows_shifted).
+        dW[kh] = sum over images n of G_n^T @ B_n[kh*dh*OW : (kh*dh + OH)*OW]
+
+    one batched GEMM per kernel row and chunk (G_n^T is a transposed view: nothing copied), summed
+    over the chunk's images.  ``source`` is the NHWC input, already padded unless ``padding`` is given
+    (then each chunk is padded in a small scratch array, as in _conv_rows_shifted).
     """
     (kh, kw), dh = kernel_size, dilation[0]
     top, bottom, left, right = padding
@@ -251,16 +253,15 @@ def _weight_grad_shifted(source, g_rows, kernel_size, dilation, padding=(0, 0, 0
     hp, wp = h + top + bottom, w + left + right
     ow = output_size(wp, kw, 1, 0, 0, dilation[1])
     oh, oc = output_size(hp, kh, 1, 0, 0, dh), g_rows.shape[1]
-    g_images = g_rows.reshape(n, oh, ow, oc)
+    g_transposed = g_rows.reshape(n, oh * ow, oc).transpose(0, 2, 1)  # (N, OC, OH*OW) views
     step = max(1, min(n, CHUNK_FLOATS // (hp * ow * kw * c)))
 
     def images(first_image, stop_image):
         count_max = min(step, stop_image - first_image)
         buffer = np.empty((count_max, hp, ow, kw, c), dtype=source.dtype)
-        g_buffer = np.zeros((count_max, hp, ow, oc), dtype=source.dtype)
         scratch = np.zeros((count_max, hp, wp, c), dtype=source.dtype) if any(padding) else None
+        per_image = np.empty((count_max, oc, kw * c), dtype=source.dtype)
         grad = np.zeros((kh, oc, kw * c), dtype=source.dtype)
-        partial = np.empty((oc, kw * c), dtype=source.dtype)
         for first in range(first_image, stop_image, step):
             count = min(step, stop_image - first)
             if scratch is None:
@@ -269,13 +270,11 @@ def _weight_grad_shifted(source, g_rows, kernel_size, dilation, padding=(0, 0, 0
                 padded = scratch[:count]
                 padded[:, top:top + h, left:left + w] = source[first:first + count]  # the border stays zero
             np.copyto(buffer[:count], row_windows(padded, kernel_size, dilation))
-            g_buffer[:count, :oh] = g_images[first:first + count]
-            rows = buffer[:count].reshape(count * hp * ow, kw * c)
-            g_padded = g_buffer[:count].reshape(count * hp * ow, oc)
+            rows = buffer[:count].reshape(count, hp * ow, kw * c)
             for i in range(kh):
-                shift = i * dh * ow
-                np.matmul(g_padded[:len(rows) - shift].T, rows[shift:], out=partial)
-                grad[i] += partial
+                np.matmul(g_transposed[first:first + count], rows[:, i * dh * ow:(i * dh + oh) * ow],
+                          out=per_image[:count])
+                grad[i] += per_image[:count].sum(axis=0)
         return grad
 
     grad = sum(map_ranges(images, n, n * oh * ow * kh * kw * c, PARALLEL_MIN_COLS))  # (KH, OC, KW*C)
@@ -316,7 +315,7 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
     (or None: then narrow stride-1 layers pad chunk by chunk, others pad x now), and g (N, OC, OH, OW)."""
     oc, c, kh, kw = weight_shape
     g_rows = channels_last(g).reshape(-1, oc)
-    if padded is None and uses_row_shift(x.transpose(0, 2, 3, 1), (kh, kw), stride, ROW_SHIFT_MAX_WIDTH_WEIGHT_GRAD):
+    if padded is None and uses_row_shift(x.transpose(0, 2, 3, 1), (kh, kw), stride):
         grad = _weight_grad_shifted(channels_last(x), g_rows, (kh, kw), dilation, padding)
     else:
         if padded is None:
