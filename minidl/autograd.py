@@ -19,8 +19,6 @@ The whole engine is two ideas:
 import contextlib
 import threading
 
-import numpy as np
-
 _state = threading.local()
 
 
@@ -195,10 +193,8 @@ def backward(root, grad_output, retain_graph=False):
 def _add_gradients(a, b):
     """a + b, a new array (either may be shared with another branch).  Where a residual branch meets
     its shortcut these are activation-sized, so big NumPy arrays are split across the CPU's threads."""
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype:
-        from .functions import cpu_threads
-        return cpu_threads.ufunc(np.add, a, b)
-    return a + b
+    from .functions import cpu_threads  # imported here: the functions package imports this module
+    return cpu_threads.add(a, b)
 
 
 def _check_saved_inputs_unchanged(fn):

@@ -5,7 +5,6 @@ keep only what that slope needs (a boolean mask for relu, the output for elu).
 softmax and log_softmax mix a whole slice along ``dim``, so their backward
 subtracts a sum over that slice (the Jacobian is diag(y) - y y^T).
 """
-import numpy as np
 
 from ..autograd import Function
 from ..backend import get_array_module

@@ -172,41 +172,60 @@ def _conv_rows_shifted(source, weight_rows, kernel_size, dilation, padding=(0, 0
     padded into a small zero-bordered scratch array (in cache), and no padded copy of the batch is made.
     """
     (kh, kw), dh = kernel_size, dilation[0]
-    top, bottom, left, right = padding
-    n, h, w, c = source.shape
-    hp, wp = h + top + bottom, w + left + right
-    ow = output_size(wp, kw, 1, 0, 0, dilation[1])
-    oh = output_size(hp, kh, 1, 0, 0, dh)
+    n, c = source.shape[0], source.shape[3]
+    _, oh, ow, _ = _row_shift_geometry(source, kernel_size, dilation, padding)
     oc, per_image = weight_rows.shape[1], oh * ow
     y = np.empty((n, per_image, oc), dtype=source.dtype)
-    step = max(1, min(n, CHUNK_FLOATS // (hp * ow * kw * c)))
 
     def images(first_image, stop_image):
-        count_max = min(step, stop_image - first_image)
-        buffer = np.empty((count_max, hp, ow, kw, c), dtype=source.dtype)
-        partial = np.empty((count_max, per_image, oc), dtype=source.dtype)
-        scratch = np.zeros((count_max, hp, wp, c), dtype=source.dtype) if any(padding) else None
-        for first in range(first_image, stop_image, step):
-            count = min(step, stop_image - first)
-            if scratch is None:
-                padded = source[first:first + count]
-            else:
-                padded = scratch[:count]
-                padded[:, top:top + h, left:left + w] = source[first:first + count]  # the border stays zero
-            np.copyto(buffer[:count], row_windows(padded, kernel_size, dilation))
-            rows = buffer[:count].reshape(count, hp * ow, kw * c)
+        partial = None
+        for first, rows in _row_window_chunks(source, kernel_size, dilation, padding, first_image, stop_image):
+            count = len(rows)
             out = y[first:first + count]
             for i in range(kh):
                 block = rows[:, i * dh * ow:(i * dh + oh) * ow]
                 weight = weight_rows[i * kw * c:(i + 1) * kw * c]
                 if i == 0:
                     np.matmul(block, weight, out=out)
-                else:
-                    np.matmul(block, weight, out=partial[:count])
-                    out += partial[:count]
+                    continue
+                if partial is None:  # the first chunk is the largest
+                    partial = np.empty((count, per_image, oc), dtype=source.dtype)
+                np.matmul(block, weight, out=partial[:count])
+                out += partial[:count]
 
     map_ranges(images, n, n * per_image * weight_rows.shape[0], PARALLEL_MIN_COLS)  # as many as im2col holds
     return y.reshape(n * per_image, oc)
+
+
+def _row_shift_geometry(source, kernel_size, dilation, padding):
+    """(Hp, OH, OW, images per chunk) of the stride-1 row shifts over the NHWC ``source`` padded by ``padding``."""
+    (kh, kw), (dh, dw) = kernel_size, dilation
+    top, bottom, left, right = padding
+    n, h, w, c = source.shape
+    hp, wp = h + top + bottom, w + left + right
+    ow = output_size(wp, kw, 1, 0, 0, dw)
+    return hp, output_size(hp, kh, 1, 0, 0, dh), ow, max(1, min(n, CHUNK_FLOATS // (hp * ow * kw * c)))
+
+
+def _row_window_chunks(source, kernel_size, dilation, padding, first_image, stop_image):
+    """(first image, B) for each chunk of images first_image..stop_image - 1, B the (count, Hp*OW, KW*C)
+    row-window matrices of those images (see _conv_rows_shifted), built in one reused buffer.  With
+    ``padding``, each chunk is first copied into a zero-bordered scratch array that stays in cache."""
+    top, bottom, left, right = padding
+    n, h, w, c = source.shape
+    hp, _, ow, step = _row_shift_geometry(source, kernel_size, dilation, padding)
+    count_max = min(step, stop_image - first_image)
+    buffer = np.empty((count_max, hp, ow, kernel_size[1], c), dtype=source.dtype)
+    scratch = np.zeros((count_max, hp, w + left + right, c), dtype=source.dtype) if any(padding) else None
+    for first in range(first_image, stop_image, step):
+        count = min(step, stop_image - first)
+        if scratch is None:
+            padded = source[first:first + count]
+        else:
+            padded = scratch[:count]
+            padded[:, top:top + h, left:left + w] = source[first:first + count]  # the border stays zero
+        np.copyto(buffer[:count], row_windows(padded, kernel_size, dilation))
+        yield first, buffer[:count].reshape(count, hp * ow, -1)
 
 
 def weight_grad_rows(padded, g_rows, kernel_size, stride, dilation):
@@ -248,29 +267,18 @@ def _weight_grad_shifted(source, g_rows, kernel_size, dilation, padding=(0, 0, 0
     (then each chunk is padded in a small scratch array, as in _conv_rows_shifted).
     """
     (kh, kw), dh = kernel_size, dilation[0]
-    top, bottom, left, right = padding
-    n, h, w, c = source.shape
-    hp, wp = h + top + bottom, w + left + right
-    ow = output_size(wp, kw, 1, 0, 0, dilation[1])
-    oh, oc = output_size(hp, kh, 1, 0, 0, dh), g_rows.shape[1]
+    n, c = source.shape[0], source.shape[3]
+    _, oh, ow, _ = _row_shift_geometry(source, kernel_size, dilation, padding)
+    oc = g_rows.shape[1]
     g_transposed = g_rows.reshape(n, oh * ow, oc).transpose(0, 2, 1)  # (N, OC, OH*OW) views
-    step = max(1, min(n, CHUNK_FLOATS // (hp * ow * kw * c)))
 
     def images(first_image, stop_image):
-        count_max = min(step, stop_image - first_image)
-        buffer = np.empty((count_max, hp, ow, kw, c), dtype=source.dtype)
-        scratch = np.zeros((count_max, hp, wp, c), dtype=source.dtype) if any(padding) else None
-        per_image = np.empty((count_max, oc, kw * c), dtype=source.dtype)
         grad = np.zeros((kh, oc, kw * c), dtype=source.dtype)
-        for first in range(first_image, stop_image, step):
-            count = min(step, stop_image - first)
-            if scratch is None:
-                padded = source[first:first + count]
-            else:
-                padded = scratch[:count]
-                padded[:, top:top + h, left:left + w] = source[first:first + count]  # the border stays zero
-            np.copyto(buffer[:count], row_windows(padded, kernel_size, dilation))
-            rows = buffer[:count].reshape(count, hp * ow, kw * c)
+        per_image = None
+        for first, rows in _row_window_chunks(source, kernel_size, dilation, padding, first_image, stop_image):
+            count = len(rows)
+            if per_image is None:  # the first chunk is the largest
+                per_image = np.empty((count, oc, kw * c), dtype=source.dtype)
             for i in range(kh):
                 np.matmul(g_transposed[first:first + count], rows[:, i * dh * ow:(i * dh + oh) * ow],
                           out=per_image[:count])

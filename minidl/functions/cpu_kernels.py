@@ -192,8 +192,7 @@ def relu(x, kernels=None):
     if x.dtype not in (np.float32, np.float64) or order is None:
         return None
     y, positive = np.empty_like(x), np.empty_like(x, dtype=bool)  # empty_like keeps x's axis order
-    flat = [a.transpose(order).reshape(-1) for a in (x, y, positive)]
-    map_ranges(lambda first, stop: k["relu"](*(a[first:stop] for a in flat)), x.size, 2 * x.size)
+    _flat_pass(k["relu"], (x, y, positive), order)
     return y, positive
 
 
@@ -206,9 +205,16 @@ def relu_grad(g, positive, kernels=None):
             or not g.transpose(order).flags.c_contiguous:
         return None
     out = np.empty_like(positive, dtype=g.dtype)
-    flat = [a.transpose(order).reshape(-1) for a in (g, positive, out)]
-    map_ranges(lambda first, stop: k["relu_grad"](*(a[first:stop] for a in flat)), g.size, 2 * g.size)
+    _flat_pass(k["relu_grad"], (g, positive, out), order)
     return out
+
+
+def _flat_pass(kernel, arrays, order):
+    """kernel(*flat slices) over equal-shaped arrays dense in axis ``order``, split across threads
+    (each element read once and written once: 2 values per element for the threading threshold)."""
+    flat = [a.transpose(order).reshape(-1) for a in arrays]
+    size = flat[0].size
+    map_ranges(lambda first, stop: kernel(*(a[first:stop] for a in flat)), size, 2 * size)
 
 
 def _memory_order(x):
