@@ -12,10 +12,10 @@ setup(
     package_dir={"minidl.kernels": "kernels"},
     package_data={"minidl.kernels": ["*.cu", "*.cuh"]},
     python_requires=">=3.10",
-    install_requires=["numpy>=1.24", "tqdm>=4.60", "matplotlib>=3.5"],
+    install_requires=["numpy>=1.24", "numba>=0.58", "tqdm>=4.60", "matplotlib>=3.5"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
-        "fast": ["numba>=0.58"],
+        "fast": [],  # numba is a core dependency now; the extra stays so old commands still work
         "examples": ["optuna>=3"],  # the hyper-parameter search of examples/search_configurable_resnet.py
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],

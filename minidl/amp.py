@@ -294,7 +294,7 @@ class GradScaler:
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                grad = param.grad.data
+                grad = param.grad.array
                 xp = get_array_module(grad)
                 grad *= xp.asarray(inv_scale, dtype=grad.dtype)
                 bad = not bool(xp.isfinite(grad).all())

@@ -85,7 +85,7 @@ class Function:
         from .tensor import Tensor
 
         fn = cls()
-        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        arrays = [x.array if isinstance(x, Tensor) else x for x in inputs]
         fn.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
         record = is_grad_enabled() and any(fn.needs_input_grad)
         fn.recording = record  # a forward may skip saving buffers when nothing will be recorded
@@ -203,7 +203,7 @@ def _check_saved_inputs_unchanged(fn):
     for index, (tensor, version) in enumerate(zip(fn.inputs, fn.input_versions)):
         if version is None or tensor._version == version:
             continue
-        if any(saved is tensor.data for saved in vars(fn).values()):
+        if any(saved is tensor.array for saved in vars(fn).values()):
             raise RuntimeError(
                 f"one of the tensors needed for gradient computation has been modified by an in-place "
                 f"operation: input {index} of {fn.name} (shape {tensor.shape}) changed after the forward "
@@ -217,7 +217,7 @@ def _accumulate_into_grad(tensor, grad, Tensor):
     if tensor.grad is None:
         tensor.grad = Tensor._from_array(grad.copy())
     else:
-        tensor.grad = Tensor._from_array(tensor.grad.data + grad)
+        tensor.grad = Tensor._from_array(tensor.grad.array + grad)
 
 
 _profiler = None  # the active Profiler, if any

@@ -11,10 +11,10 @@ from .tensor import Tensor
 def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new leaf tensor holding a copy of ``data``."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     result = Tensor(data, dtype=dtype, device=device)
-    if result.data is data or getattr(result.data, "base", None) is data:
-        result.data = result.data.copy()  # never share memory with the caller's array
+    if result.array is data or getattr(result.array, "base", None) is data:
+        result.array = result.array.copy()  # never share memory with the caller's array
     return result.requires_grad_(requires_grad) if requires_grad else result
 
 

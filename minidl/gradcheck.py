@@ -21,15 +21,15 @@ def numerical_grads(fn, inputs, weight, eps=1e-6):
             grads.append(None)
             continue
         grad = np.zeros(x.shape, dtype=np.float64)
-        for i in np.ndindex(x.shape):  # x.data itself, so non-contiguous inputs work too
-            original = x.data[i]
-            x.data[i] = original + eps
+        for i in np.ndindex(x.shape):  # x.array itself, so non-contiguous inputs work too
+            original = x.array[i]
+            x.array[i] = original + eps
             with no_grad():
-                plus = float((fn(*inputs).data * weight).sum())
-            x.data[i] = original - eps
+                plus = float((fn(*inputs).array * weight).sum())
+            x.array[i] = original - eps
             with no_grad():
-                minus = float((fn(*inputs).data * weight).sum())
-            x.data[i] = original
+                minus = float((fn(*inputs).array * weight).sum())
+            x.array[i] = original
             grad[i] = (plus - minus) / (2 * eps)
         grads.append(grad)
     return grads
@@ -50,7 +50,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0):
     for index, (x, numeric) in enumerate(zip(inputs, expected)):
         if numeric is None:
             continue
-        analytic = np.zeros(x.shape) if x.grad is None else x.grad.data
+        analytic = np.zeros(x.shape) if x.grad is None else x.grad.array
         if not np.allclose(analytic, numeric, atol=atol, rtol=rtol):
             worst = np.abs(analytic - numeric).max()
             raise AssertionError(

@@ -1,6 +1,6 @@
 """The Tensor: an n-dimensional array (NumPy or CuPy) plus what autograd needs.
 
-A tensor holds ``data`` (the array), ``requires_grad``, ``grad`` (a Tensor,
+A tensor holds ``array`` (the NumPy or CuPy array), ``requires_grad``, ``grad`` (a Tensor,
 filled by ``backward``) and ``_ctx``, the ``Function`` that created it (None
 for leaves such as parameters and inputs).  Every operator below is a thin
 wrapper that calls ``SomeFunction.apply``; the math lives in
@@ -18,7 +18,7 @@ from .functions import arithmetic, elementwise, reduction, shape as shape_ops
 def _to_array(data, dtype=None):
     """Converts Python data or an array to an array, choosing dtypes as PyTorch does."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     xp = get_array_module(data)
     if dtype is not None:
         return xp.asarray(data, dtype=np.dtype(dtype))
@@ -40,7 +40,7 @@ class Tensor:
         array = _to_array(data, dtype)
         if device is not None:
             array = move_array(array, device)
-        self.data = array
+        self.array = array
         self.grad = None
         self._ctx = None  # the Function that produced this tensor
         self._retains_grad = False
@@ -49,22 +49,36 @@ class Tensor:
     @classmethod
     def _from_array(cls, array, requires_grad=False):
         """Wraps an array that is already of the right dtype and device (no copy)."""
-        if isinstance(array, np.generic):  # NumPy reductions return scalars: keep .data an ndarray
+        if isinstance(array, np.generic):  # NumPy reductions return scalars: keep .array an ndarray
             array = np.asarray(array)
         tensor = cls.__new__(cls)
-        tensor.data, tensor.grad, tensor._ctx, tensor._retains_grad = array, None, None, False
+        tensor.array, tensor.grad, tensor._ctx, tensor._retains_grad = array, None, None, False
         tensor._requires_grad = requires_grad
         return tensor
 
     # ------------------------------------------------------------------ attributes
+    @property
+    def data(self):
+        """PyTorch's ``Tensor.data``: a tensor sharing this one's memory, outside the graph.
+
+        It never requires grad, and changing it in place (``p.data.mul_(0.9)``) changes this
+        tensor without autograd knowing. minidl's own code uses ``.array``, the raw array."""
+        return Tensor._from_array(self.array)
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data must be set to a Tensor, got {type(value).__name__}")
+        self.array = value.array
+
     @property
     def requires_grad(self):
         return self._requires_grad
 
     @requires_grad.setter
     def requires_grad(self, value):
-        if value and not dtypes.is_floating(self.data.dtype):
-            raise RuntimeError(f"only floating-point tensors can require gradients, not {self.data.dtype}")
+        if value and not dtypes.is_floating(self.array.dtype):
+            raise RuntimeError(f"only floating-point tensors can require gradients, not {self.array.dtype}")
         if self._ctx is not None and not value:
             raise RuntimeError("you can only change requires_grad of leaf tensors; use detach() instead")
         self._requires_grad = bool(value)
@@ -87,39 +101,39 @@ class Tensor:
 
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self):
-        return device_of(self.data)
+        return device_of(self.array)
 
     @property
     def is_cuda(self):
         return self.device.type == "cuda"
 
     def __len__(self):
-        return len(self.data)
+        return len(self.array)
 
     def __repr__(self):
-        xp = get_array_module(self.data)
-        body = np.array2string(xp.asnumpy(self.data) if xp is not np else self.data, separator=", ", prefix="tensor(")
+        xp = get_array_module(self.array)
+        body = np.array2string(xp.asnumpy(self.array) if xp is not np else self.array, separator=", ", prefix="tensor(")
         extras = []
         if self.dtype not in (dtypes.get_default_dtype(), np.dtype(np.int64), np.dtype(bool)):
             extras.append(f"dtype=minidl.{self.dtype}")
@@ -137,15 +151,15 @@ class Tensor:
             raise RuntimeError("Can't call numpy() on a tensor that requires grad. Use tensor.detach().numpy() instead.")
         if self.device.type != "cpu":
             raise TypeError(f"can't convert a {self.device} tensor to NumPy: use tensor.cpu() first")
-        return self.data
+        return self.array
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"only one-element tensors can be converted to Python scalars, got shape {self.shape}")
-        return self.data.reshape(()).item()
+        return self.array.reshape(()).item()
 
     def tolist(self):
-        return move_array(self.data, "cpu").tolist()
+        return move_array(self.array, "cpu").tolist()
 
     def __float__(self):
         return float(self.item())
@@ -163,12 +177,12 @@ class Tensor:
         return object.__format__(self, spec)
 
     def __array__(self, dtype=None, copy=None):
-        array = move_array(self.data, "cpu")
+        array = move_array(self.array, "cpu")
         return array if dtype is None else array.astype(dtype)
 
     def detach(self):
         """The same data, cut out of the graph."""
-        return Tensor._from_array(self.data)
+        return Tensor._from_array(self.array)
 
     def clone(self):
         return Cast.apply(self, dtype=self.dtype)  # astype always copies
@@ -225,16 +239,16 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
         if gradient is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError(
                     f"grad can be implicitly created only for scalar outputs, but this tensor has shape "
                     f"{self.shape}: call backward(gradient) with a gradient of that shape, or reduce "
                     "the tensor first (e.g. loss.sum() or loss.mean())"
                 )
-            grad = get_array_module(self.data).ones_like(self.data)
+            grad = get_array_module(self.array).ones_like(self.array)
         else:
             grad = _to_array(gradient, self.dtype)
-            if grad.shape != self.data.shape:
+            if grad.shape != self.array.shape:
                 raise RuntimeError(f"gradient has shape {tuple(grad.shape)} but the tensor has shape {self.shape}")
         if self._ctx is None or self._retains_grad:  # the root's own gradient is the given one
             autograd._accumulate_into_grad(self, grad, Tensor)
@@ -243,7 +257,7 @@ class Tensor:
         autograd.backward(self, grad, retain_graph=retain_graph)
 
     def zero_(self):
-        self.data[...] = 0
+        self.array[...] = 0
         self._version += 1
         return self
 
@@ -252,7 +266,7 @@ class Tensor:
         """``other`` as a Tensor; Python numbers take this tensor's dtype (no float64 upcast)."""
         if isinstance(other, Tensor):
             return other
-        xp = get_array_module(self.data)
+        xp = get_array_module(self.array)
         if isinstance(other, numbers.Number) and not isinstance(other, bool):
             dtype = self.dtype
             if not isinstance(other, numbers.Integral) and not dtypes.is_floating(dtype):
@@ -306,7 +320,7 @@ class Tensor:
         base, exponent_tensor = self._operands(exponent)
         if isinstance(exponent, Tensor):
             return arithmetic.Pow.apply(base, exponent_tensor)
-        return arithmetic.Pow.apply(base, exponent_tensor.data)  # a constant exponent
+        return arithmetic.Pow.apply(base, exponent_tensor.array)  # a constant exponent
 
     def __rpow__(self, base):
         exponent, base = self._operands(base)
@@ -362,8 +376,8 @@ class Tensor:
 
     def _inplace(self, other, op):
         self._check_inplace()
-        value = other.data if isinstance(other, Tensor) else other
-        op(self.data, value, out=self.data, casting="unsafe")
+        value = other.array if isinstance(other, Tensor) else other
+        op(self.array, value, out=self.array, casting="unsafe")
         self._version += 1
         return self
 
@@ -375,50 +389,50 @@ class Tensor:
         return self._inplace(other, op)
 
     def __iadd__(self, other):
-        return self._augmented(other, Tensor.__add__, get_array_module(self.data).add)
+        return self._augmented(other, Tensor.__add__, get_array_module(self.array).add)
 
     def __isub__(self, other):
-        return self._augmented(other, Tensor.__sub__, get_array_module(self.data).subtract)
+        return self._augmented(other, Tensor.__sub__, get_array_module(self.array).subtract)
 
     def __imul__(self, other):
-        return self._augmented(other, Tensor.__mul__, get_array_module(self.data).multiply)
+        return self._augmented(other, Tensor.__mul__, get_array_module(self.array).multiply)
 
     def __itruediv__(self, other):
-        return self._augmented(other, Tensor.__truediv__, get_array_module(self.data).true_divide)
+        return self._augmented(other, Tensor.__truediv__, get_array_module(self.array).true_divide)
 
     def add_(self, other, alpha=1):
-        value = other if alpha == 1 else alpha * (other.data if isinstance(other, Tensor) else other)
-        return self._inplace(value, get_array_module(self.data).add)
+        value = other if alpha == 1 else alpha * (other.array if isinstance(other, Tensor) else other)
+        return self._inplace(value, get_array_module(self.array).add)
 
     def sub_(self, other, alpha=1):
         return self.add_(other, alpha=-alpha)
 
     def mul_(self, other):
-        return self._inplace(other, get_array_module(self.data).multiply)
+        return self._inplace(other, get_array_module(self.array).multiply)
 
     def div_(self, other):
-        return self._inplace(other, get_array_module(self.data).true_divide)
+        return self._inplace(other, get_array_module(self.array).true_divide)
 
     def clamp_(self, min=None, max=None):
         self._check_inplace()
-        get_array_module(self.data).clip(self.data, min, max, out=self.data)
+        get_array_module(self.array).clip(self.array, min, max, out=self.array)
         self._version += 1
         return self
 
     def copy_(self, source):
-        self.data[...] = move_array(_to_array(source), self.device)
+        self.array[...] = move_array(_to_array(source), self.device)
         self._version += 1
         return self
 
     def fill_(self, value):
-        self.data[...] = value
+        self.array[...] = value
         self._version += 1
         return self
 
     # ------------------------------------------------------------------ comparisons (no gradient)
     def _compare(self, other, op):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._from_array(op(self.data, other))
+        other = other.array if isinstance(other, Tensor) else other
+        return Tensor._from_array(op(self.array, other))
 
     def __eq__(self, other):
         return self._compare(other, lambda a, b: a == b)
@@ -465,7 +479,7 @@ class Tensor:
 
     def clamp(self, min=None, max=None):
         """Limits values to [min, max]; tensor bounds are constants (no gradient flows into them)."""
-        min, max = (bound.data if isinstance(bound, Tensor) else bound for bound in (min, max))
+        min, max = (bound.array if isinstance(bound, Tensor) else bound for bound in (min, max))
         return elementwise.Clamp.apply(self, min=min, max=max)
 
     clip = clamp
@@ -519,21 +533,21 @@ class Tensor:
 
     def argmax(self, dim=None, keepdim=False):
         if dim is None:
-            return Tensor._from_array(self.data.argmax())
-        return Tensor._from_array(get_array_module(self.data).argmax(self.data, axis=dim, keepdims=keepdim))
+            return Tensor._from_array(self.array.argmax())
+        return Tensor._from_array(get_array_module(self.array).argmax(self.array, axis=dim, keepdims=keepdim))
 
     def argmin(self, dim=None, keepdim=False):
         if dim is None:
-            return Tensor._from_array(self.data.argmin())
-        return Tensor._from_array(get_array_module(self.data).argmin(self.data, axis=dim, keepdims=keepdim))
+            return Tensor._from_array(self.array.argmin())
+        return Tensor._from_array(get_array_module(self.array).argmin(self.array, axis=dim, keepdims=keepdim))
 
     def topk(self, k, dim=-1, largest=True, sorted=True):
         """(values, indices) of the k largest entries along ``dim`` (no gradient), always sorted."""
-        xp = get_array_module(self.data)
-        keys = -self.data if largest else self.data
+        xp = get_array_module(self.array)
+        keys = -self.array if largest else self.array
         indices = xp.argsort(keys, axis=dim, kind="stable")
         indices = xp.take(indices, xp.arange(k), axis=dim)
-        return MaxResult(Tensor._from_array(xp.take_along_axis(self.data, indices, axis=dim)), Tensor._from_array(indices))
+        return MaxResult(Tensor._from_array(xp.take_along_axis(self.array, indices, axis=dim)), Tensor._from_array(indices))
 
     # ------------------------------------------------------------------ shapes
     def reshape(self, *shape):
@@ -595,7 +609,7 @@ class Tensor:
 
     def __setitem__(self, index, value):
         self._check_inplace()
-        self.data[_array_index(index)] = value.data if isinstance(value, Tensor) else value
+        self.array[_array_index(index)] = value.array if isinstance(value, Tensor) else value
         self._version += 1
 
     def __iter__(self):
@@ -609,16 +623,16 @@ def where(condition, input, other):
         a, b = input._operands(other)
     else:
         b, a = other._operands(input)
-    condition = condition.data if isinstance(condition, Tensor) else get_array_module(a.data).asarray(condition)
+    condition = condition.array if isinstance(condition, Tensor) else get_array_module(a.array).asarray(condition)
     return elementwise.Where.apply(a, b, condition=condition.astype(bool, copy=False))
 
 
 def _array_index(index):
     """An index with any Tensors inside replaced by their arrays."""
     if isinstance(index, Tensor):
-        return index.data
+        return index.array
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(i.array if isinstance(i, Tensor) else i for i in index)
     if isinstance(index, list):
         return np.asarray(index)
     return index

@@ -135,7 +135,7 @@ def test_grad_scaler_follows_torch_through_overflows_and_growth(rng):
         ours.unscale_(optimizer)
         theirs.unscale_(torch_optimizer)
         for p, tp in zip(params, torch_params):  # gradients unscaled identically
-            np.testing.assert_array_equal(p.grad.data, tp.grad.numpy())
+            np.testing.assert_array_equal(p.grad.array, tp.grad.numpy())
         ours.step(optimizer)
         theirs.step(torch_optimizer)
         torch_stepped = any(not torch.equal(b, p.detach()) for b, p in zip(before, torch_params))
@@ -180,7 +180,7 @@ def test_conv2d_under_bf16_autocast_multiplies_bf16_rounded_operands():
     w = minidl.tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
     with amp.autocast(dtype="bfloat16"):
         y = F.conv2d(x, w, padding=1)
-    rounded = F.conv2d(minidl.tensor(amp.round_to_bfloat16(x.data)), minidl.tensor(amp.round_to_bfloat16(w.data)),
+    rounded = F.conv2d(minidl.tensor(amp.round_to_bfloat16(x.array)), minidl.tensor(amp.round_to_bfloat16(w.array)),
                        padding=1)
     exact = F.conv2d(x.detach(), w.detach(), padding=1)
     assert y.dtype == np.float32

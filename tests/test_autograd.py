@@ -31,7 +31,7 @@ def test_grad_is_a_fresh_tensor_of_the_leaf_dtype():
     z = x * 1
     x.grad = None
     z.backward(upstream)
-    x.grad.data[0] = 100.0
+    x.grad.array[0] = 100.0
     assert upstream.tolist() == [2.0, 3.0], "x.grad must not alias the caller's gradient"
 
 

@@ -90,8 +90,8 @@ def test_conv2d_matches_torch(path, case):
         upstream = np.random.default_rng(1).standard_normal(y.shape)
         (y * minidl.tensor(upstream)).sum().backward()
 
-    tx, tw = (torch.tensor(t.data, requires_grad=True) for t in (x, w))
-    tb = None if b is None else torch.tensor(b.data, requires_grad=True)
+    tx, tw = (torch.tensor(t.array, requires_grad=True) for t in (x, w))
+    tb = None if b is None else torch.tensor(b.array, requires_grad=True)
     ty = torch.nn.functional.conv2d(tx, tw, tb, **params)
     ty.backward(torch.tensor(upstream))
 
@@ -111,7 +111,7 @@ def test_conv2d_padding_same_and_valid_match_torch(kernel, dilation):
     x, w = leaf(rng.standard_normal((2, 3, 7, 8))), leaf(rng.standard_normal((4, 3, *kernel)))
     for padding in ("same", "valid"):
         y = conv2d(x, w, padding=padding, dilation=dilation)
-        expected = torch.nn.functional.conv2d(torch.tensor(x.data), torch.tensor(w.data), padding=padding,
+        expected = torch.nn.functional.conv2d(torch.tensor(x.array), torch.tensor(w.array), padding=padding,
                                               dilation=dilation)
         assert_close(y, expected, what=f"padding={padding!r}")
 
@@ -170,7 +170,7 @@ def test_conv2d_float32_stays_float32(path):
         assert y.dtype == np.float32
         y.sum().backward()
     assert x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
-    reference = conv2d(leaf(x.data), leaf(w.data), leaf(b.data), stride=2, padding=1)
+    reference = conv2d(leaf(x.array), leaf(w.array), leaf(b.array), stride=2, padding=1)
     assert_close(y, reference.detach().numpy().astype(np.float32), rtol=1e-5, atol=1e-5)
 
 
@@ -179,7 +179,7 @@ def test_conv2d_without_grad_records_nothing():
     with minidl.no_grad():
         y = conv2d(x, w, padding=1)
     assert not y.requires_grad and y.grad_fn is None
-    assert y.data[0, 0, 1, 1] == 18.0 and y.data[0, 0, 0, 0] == 8.0
+    assert y.array[0, 0, 1, 1] == 18.0 and y.array[0, 0, 0, 0] == 8.0
 
 
 def test_conv2d_error_messages():

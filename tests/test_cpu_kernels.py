@@ -43,7 +43,7 @@ def conv_and_grads(x_data, w_data, b_data, upstream, **params):
     b = None if b_data is None else leaf(b_data)
     y = minidl.nn.functional.conv2d(x, w, b, **params)
     (y * minidl.tensor(upstream)).sum().backward()
-    return [y.data, x.grad.data, w.grad.data] + ([] if b is None else [b.grad.data])
+    return [y.array, x.grad.array, w.grad.array] + ([] if b is None else [b.grad.array])
 
 
 @st.composite
@@ -72,7 +72,7 @@ def test_channels_last_conv_matches_generic_path(case):
     b = rng.standard_normal(case["out_channels"]).astype(dtype) if case["bias"] else None
     params = {name: case[name] for name in ("stride", "padding", "dilation")}
     with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
-        y_plain = minidl.nn.functional.conv2d(leaf(x), leaf(w), None if b is None else leaf(b), **params).data
+        y_plain = minidl.nn.functional.conv2d(leaf(x), leaf(w), None if b is None else leaf(b), **params).array
     upstream = rng.standard_normal(y_plain.shape).astype(dtype)
     with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
         expected = conv_and_grads(x, w, b, upstream, **params)
@@ -110,7 +110,7 @@ def test_chunks_cover_every_image_once_with_a_small_chunk_size(monkeypatch, chan
     y, padded = conv_cpu.conv_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1))
     assert (padded is None) == (channels >= conv_cpu.ROW_SHIFT_MIN_CHANNELS)
     with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
-        expected = minidl.nn.functional.conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).data
+        expected = minidl.nn.functional.conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).array
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(y.shape)
     grad_w = conv_cpu.conv_weight_grad(x, padded, g, w.shape, (1, 1), (1, 1, 1, 1), (1, 1))
@@ -192,7 +192,7 @@ def test_batch_norm_on_channels_last_input_matches_generic_path(shape, training,
         running = [np.linspace(0, 1, channels).astype(dtype), np.linspace(1, 2, channels).astype(dtype)]
         y = batch_norm(x, *running, weight, bias, training=training)
         (y * minidl.tensor(upstream)).sum().backward()
-        results.append([y.data, x.grad.data, *running] + ([weight.grad.data, bias.grad.data] if affine else []))
+        results.append([y.array, x.grad.array, *running] + ([weight.grad.array, bias.grad.array] if affine else []))
     assert is_channels_last(results[1][0]) or shape[2] * shape[3] == 1
     tolerance = 1e-10 if dtype == np.float64 else 1e-4
     for plain, fast in zip(*results):
@@ -232,9 +232,9 @@ def test_relu_and_add_on_large_channels_last_tensors_match_numpy():
     y = minidl.nn.functional.relu(a + b)
     upstream = rng.standard_normal(a_data.shape).astype(np.float32)
     (y * minidl.tensor(upstream)).sum().backward()
-    np.testing.assert_array_equal(y.data, np.maximum(a_data + b_data, 0))
-    np.testing.assert_array_equal(a.grad.data, upstream * (a_data + b_data > 0))
-    np.testing.assert_array_equal(b.grad.data, a.grad.data)
+    np.testing.assert_array_equal(y.array, np.maximum(a_data + b_data, 0))
+    np.testing.assert_array_equal(a.grad.array, upstream * (a_data + b_data > 0))
+    np.testing.assert_array_equal(b.grad.array, a.grad.array)
 
 
 @pytest.mark.parametrize("count", [1, 2, 7, 64, 1000])
@@ -283,7 +283,7 @@ def test_wide_stride1_convs_take_the_full_im2col_path_and_match(channels, dilati
     w = rng.standard_normal((6, channels, 3, 3)).astype(np.float32)
     params = dict(padding=1, dilation=dilation)
     with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
-        y_plain = minidl.nn.functional.conv2d(leaf(x), leaf(w), **params).data
+        y_plain = minidl.nn.functional.conv2d(leaf(x), leaf(w), **params).array
     upstream = rng.standard_normal(y_plain.shape).astype(np.float32)
     with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
         expected = conv_and_grads(x, w, None, upstream, **params)
@@ -336,10 +336,10 @@ def test_relu_backward_zeroes_nan_gradients_where_the_input_is_not_positive():
     x = leaf(np.array([-1.0, 0.0, 3.0, -2.0] * 40000))  # above PARALLEL_MIN_SIZE: the fused pass
     upstream = np.array([np.nan, np.inf, 5.0, 1.0] * 40000)
     (minidl.nn.functional.relu(x) * minidl.tensor(upstream)).sum().backward()
-    np.testing.assert_array_equal(x.grad.data[:4], [0.0, 0.0, 5.0, 0.0])
+    np.testing.assert_array_equal(x.grad.array[:4], [0.0, 0.0, 5.0, 0.0])
     small = leaf(np.array([-1.0, 0.0, 3.0]))  # the np.where path
     (minidl.nn.functional.relu(small) * minidl.tensor(np.array([np.nan, np.inf, 5.0]))).sum().backward()
-    np.testing.assert_array_equal(small.grad.data, [0.0, 0.0, 5.0])
+    np.testing.assert_array_equal(small.grad.array, [0.0, 0.0, 5.0])
 
 
 def test_relu_module_uses_the_fused_pass_and_matches_plain_numpy():
@@ -351,8 +351,8 @@ def test_relu_module_uses_the_fused_pass_and_matches_plain_numpy():
         y = minidl.nn.functional.relu(x)
         upstream = rng.standard_normal(x_data.shape).astype(x_data.dtype)
         (y * minidl.tensor(upstream)).sum().backward()
-        np.testing.assert_array_equal(y.data, np.maximum(x_data, 0))
-        np.testing.assert_array_equal(x.grad.data, upstream * (x_data > 0))
+        np.testing.assert_array_equal(y.array, np.maximum(x_data, 0))
+        np.testing.assert_array_equal(x.grad.array, upstream * (x_data > 0))
 
 
 def test_map_ranges_works_in_a_forked_child(monkeypatch):
@@ -381,7 +381,7 @@ def test_adaptive_avg_pool_gradient_keeps_the_channels_last_layout(output_size):
         x = leaf(x_array)
         y = minidl.nn.functional.adaptive_avg_pool2d(minidl.nn.functional.relu(x), output_size)
         (y * minidl.tensor(upstream)).sum().backward()
-        grads.append(x.grad.data)
+        grads.append(x.grad.array)
         captured = {}
         pooled = minidl.nn.functional.adaptive_avg_pool2d(leaf(x_array), output_size)
         captured["g"] = pooled.grad_fn.backward(upstream)

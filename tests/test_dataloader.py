@@ -148,6 +148,6 @@ def test_device_batches_are_augmented_on_the_gpu_like_on_the_cpu():
     loader.device = minidl.device("cuda")
     gpu = []
     for images, labels in loader:
-        assert isinstance(images.data, cupy.ndarray) and isinstance(labels.data, cupy.ndarray)
-        gpu.append((cupy.asnumpy(images.data), cupy.asnumpy(labels.data)))
+        assert isinstance(images.array, cupy.ndarray) and isinstance(labels.array, cupy.ndarray)
+        gpu.append((cupy.asnumpy(images.array), cupy.asnumpy(labels.array)))
     assert_same_batches(cpu, gpu)

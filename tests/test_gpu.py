@@ -232,7 +232,7 @@ def test_batch_norm_kernels_match_generic_path(cupy, rng, monkeypatch, dtype, sh
     generic = minidl.nn.functional.batch_norm(minidl.tensor(cupy.asarray(x)), None, None,
                                               minidl.tensor(cupy.asarray(gamma)), minidl.tensor(cupy.asarray(beta)),
                                               training=True)
-    _close(y, generic.data if not relu else cupy.maximum(generic.data, 0), dtype, "y vs generic CuPy", **loose)
+    _close(y, generic.array if not relu else cupy.maximum(generic.array, 0), dtype, "y vs generic CuPy", **loose)
     grads = ops.batch_norm_backward_gpu(cupy.asarray(g), cupy.asarray(x), y, cupy.asarray(gamma), mean, invstd, relu)
     expected_grads = ops.batch_norm_backward_reference(g, x, _host(y), gamma, _host(mean),
                                                        _host(invstd), relu)
@@ -257,8 +257,8 @@ def test_max_pool_kernels_match_generic_path(cupy, rng, dtype, kernel, stride, p
     for device_x in (minidl.tensor(x, requires_grad=True), minidl.tensor(cupy.asarray(x), requires_grad=True)):
         generic = minidl.nn.functional.max_pool2d(device_x, kernel, stride, padding)  # CPU, then generic CuPy
         generic.backward(minidl.tensor(g).to(device_x.device))
-        _close(y, generic.data, dtype, "y vs generic")
-        _close(dx, device_x.grad.data, dtype, "dx vs generic")
+        _close(y, generic.array, dtype, "y vs generic")
+        _close(dx, device_x.grad.array, dtype, "dx vs generic")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -283,7 +283,7 @@ def test_softmax_cross_entropy_kernels_match_generic_path(cupy, rng, dtype, rows
     for device_logits, device_target in ((logits, target), (cupy.asarray(logits), cupy.asarray(target))):
         generic = minidl.nn.functional.cross_entropy(minidl.tensor(device_logits), minidl.tensor(device_target),
                                                      label_smoothing=smoothing)
-        _close(cupy.asarray(generic.data), loss.sum() / kept.sum(), dtype, "mean loss vs generic")
+        _close(cupy.asarray(generic.array), loss.sum() / kept.sum(), dtype, "mean loss vs generic")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -443,8 +443,8 @@ def test_resnet20_training_step_on_gpu_matches_cpu():
     assert abs(losses["cuda"] - losses["cpu"]) <= 1e-5 * abs(losses["cpu"])
     for (name, p_cpu), p_gpu in zip(cpu_model.named_parameters(), gpu_model.parameters()):
         assert p_gpu.grad.device.type == "cuda"
-        scale = float(np.abs(p_cpu.grad.data).max()) + 1e-12
-        np.testing.assert_allclose(p_gpu.grad.cpu().data / scale, p_cpu.grad.data / scale, atol=1e-4, err_msg=name)
+        scale = float(np.abs(p_cpu.grad.array).max()) + 1e-12
+        np.testing.assert_allclose(p_gpu.grad.cpu().array / scale, p_cpu.grad.array / scale, atol=1e-4, err_msg=name)
 
 
 # Ten steps on one batch amplify rounding differences: on the CPU, perturbing the float32
@@ -462,7 +462,7 @@ def test_ten_sgd_steps_on_gpu_follow_the_cpu_trajectory(dtype, loss_rtol, param_
     assert cpu_losses[-1] < 0.5 * cpu_losses[0]  # it really trained
     for p_cpu, p_gpu in zip(cpu_model.parameters(), gpu_model.parameters()):
         assert p_gpu.dtype == dtype
-        np.testing.assert_allclose(p_gpu.detach().cpu().data, p_cpu.data, atol=param_atol)
+        np.testing.assert_allclose(p_gpu.detach().cpu().array, p_cpu.array, atol=param_atol)
 
 
 @gpu

@@ -96,11 +96,11 @@ def test_uniform_normal_constant():
 @pytest.mark.parametrize("dtype", [minidl.float32, minidl.float64])
 def test_in_place_keeps_dtype_object_and_leaf(dtype):
     param = nn.Parameter(minidl.zeros(8, 4, dtype=dtype))
-    array = param.data
+    array = param.array
     for fill in (init.kaiming_uniform_, init.kaiming_normal_, init.xavier_uniform_, init.xavier_normal_,
                  init.uniform_, init.normal_):
         assert fill(param) is param
-        assert param.data is array and param.dtype == dtype
+        assert param.array is array and param.dtype == dtype
         assert param.is_leaf and param.requires_grad and param.grad is None
 
 

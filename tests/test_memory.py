@@ -12,7 +12,7 @@ import minidl
 def test_backward_frees_intermediate_functions_and_saved_arrays():
     x = minidl.tensor(np.ones((4, 4)), requires_grad=True)
     hidden = (x * 2).exp()  # Exp saves its output array for backward
-    function, array = weakref.ref(hidden.grad_fn), weakref.ref(hidden.data)
+    function, array = weakref.ref(hidden.grad_fn), weakref.ref(hidden.array)
     loss = (hidden * 3).sum()
     del hidden
     assert function() is not None and array() is not None, "the graph must hold what backward needs"
@@ -39,7 +39,7 @@ def test_an_unused_graph_dies_with_its_output_without_the_cycle_collector():
     try:
         x = minidl.tensor(np.ones(3), requires_grad=True)
         hidden = x.tanh()
-        function, array = weakref.ref(hidden.grad_fn), weakref.ref(hidden.data)
+        function, array = weakref.ref(hidden.grad_fn), weakref.ref(hidden.array)
         loss = (hidden * hidden).sum()
         del hidden, loss
         assert function() is None and array() is None, "the graph has a reference cycle"

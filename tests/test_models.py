@@ -11,7 +11,7 @@ from helpers import assert_close, torch_or_skip
 
 
 def count(model):
-    return sum(int(p.data.size) for p in model.parameters())
+    return sum(int(p.array.size) for p in model.parameters())
 
 
 # Counts published elsewhere (torchvision, He et al., the public CIFAR recipes, E11's table) or counted by hand.

@@ -251,7 +251,7 @@ def basic_indices(draw, shape):
 def test_getitem_basic(shape, seed, data):
     index = data.draw(basic_indices(shape))
     x = leaf(values(seed, shape))
-    assert x[index].shape == x.data[index].shape
+    assert x[index].shape == x.array[index].shape
     assert gradcheck(lambda x: x[index] * 2, x)
 
 
@@ -367,8 +367,8 @@ def test_gradcheck_detects_a_wrong_backward():
 
 def test_gradcheck_perturbs_non_contiguous_inputs():
     x = minidl.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    x.data = x.data.T  # a transposed view: reshape(-1) of it would be a copy
-    assert not x.data.flags.c_contiguous
+    x.array = x.array.T  # a transposed view: reshape(-1) of it would be a copy
+    assert not x.array.flags.c_contiguous
     assert gradcheck(lambda x: (x * x).sum(dim=0), x)
 
 

@@ -68,7 +68,7 @@ def run_against_torch(ours_cls, theirs_cls, kwargs, seed=0, groups=None, steps=S
         theirs.step()
         for index, (p, q) in enumerate(zip(params, tparams)):
             assert p.dtype == dtype, f"step {step}: param {index} became {p.dtype}"
-            np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=rtol, atol=1e-14,
+            np.testing.assert_allclose(p.array, q.detach().numpy(), rtol=rtol, atol=1e-14,
                                        err_msg=f"step {step}: param {index}")
         assert_same_state(ours, theirs, params, tparams, rtol, f"step {step}")
     return ours, params
@@ -94,12 +94,12 @@ def test_sgd_matches_torch(lr, momentum, dampening, nesterov, weight_decay, maxi
 def test_sgd_first_step_uses_undampened_gradient():
     params, _ = make_params(0, shapes=[(2,)])
     p = params[0]
-    before = p.data.copy()
+    before = p.array.copy()
     opt = optim.SGD(params, lr=1.0, momentum=0.9, dampening=0.5)
     p.grad = minidl.tensor(np.array([1.0, -2.0]))
     opt.step()
     np.testing.assert_allclose(opt.state[p]["momentum_buffer"], [1.0, -2.0])  # buf = grad, no (1 - dampening)
-    np.testing.assert_allclose(p.data, before - [1.0, -2.0])
+    np.testing.assert_allclose(p.array, before - [1.0, -2.0])
     opt.step()  # buf = 0.9 * buf + 0.5 * grad
     np.testing.assert_allclose(opt.state[p]["momentum_buffer"], [1.4, -2.8])
 
@@ -204,13 +204,13 @@ def test_state_dict_round_trip_resumes_identically(name, kwargs):
     assert all(isinstance(v, (np.ndarray, int, float)) for s in saved["state"].values() for v in s.values())
     assert [g["params"] for g in saved["param_groups"]] == [[0, 1], [2]]
 
-    resumed = [minidl.tensor(p.data.copy(), requires_grad=True) for p in first]
+    resumed = [minidl.tensor(p.array.copy(), requires_grad=True) for p in first]
     fresh = cls([{"params": resumed[:2]}, {"params": resumed[2:], "lr": 0.7}], **kwargs)
     fresh.load_state_dict(saved)
     assert fresh.param_groups[1]["lr"] == 0.05  # hyper-parameters come from the checkpoint
     train(resumed, fresh, grads[4:])
     for a, b in zip(straight, resumed):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
 
 
 def test_state_dict_is_a_copy_and_uses_torch_layout():
@@ -248,10 +248,10 @@ def test_zero_grad_and_closure():
     for p in params:
         p.grad = minidl.tensor(np.ones(p.shape))
     opt.zero_grad(set_to_none=False)
-    assert all(p.grad is not None and not p.grad.data.any() for p in params)
+    assert all(p.grad is not None and not p.grad.array.any() for p in params)
     opt.zero_grad()
     assert all(p.grad is None for p in params)
-    before = [p.data.copy() for p in params]
+    before = [p.array.copy() for p in params]
 
     def closure():
         opt.zero_grad()
@@ -262,7 +262,7 @@ def test_zero_grad_and_closure():
     loss = opt.step(closure)
     assert np.isclose(float(loss), sum(float((b * b).sum()) for b in before))
     for p, b in zip(params, before):
-        np.testing.assert_allclose(p.data, b - 0.1 * 2 * b)
+        np.testing.assert_allclose(p.array, b - 0.1 * 2 * b)
 
 
 def test_add_param_group_fills_defaults_and_refuses_duplicates():
@@ -305,17 +305,17 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm):
     expected = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type=norm_type)
     np.testing.assert_allclose(float(total), float(expected), rtol=1e-12)
     for p, q in zip(params, tparams):
-        np.testing.assert_allclose(p.grad.data, q.grad.numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(p.grad.array, q.grad.numpy(), rtol=1e-12, atol=1e-15)
     if max_norm < 1:  # the clipped gradients really were scaled down to max_norm
-        grads = np.concatenate([p.grad.data.ravel() for p in params])
+        grads = np.concatenate([p.grad.array.ravel() for p in params])
         assert np.isclose(np.linalg.norm(grads, ord=norm_type), max_norm, rtol=1e-5)
 
 
 def test_a_parameter_without_gradient_is_left_alone():
     params, _ = make_params(0)
-    before = params[1].data.copy()
+    before = params[1].array.copy()
     opt = optim.Adam(params, lr=0.1)
     params[0].grad = minidl.tensor(np.ones(params[0].shape))
     opt.step()
-    np.testing.assert_array_equal(params[1].data, before)
+    np.testing.assert_array_equal(params[1].array, before)
     assert params[1] not in opt.state or not opt.state[params[1]]

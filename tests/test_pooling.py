@@ -56,7 +56,7 @@ def compare_with_torch(op, torch_op, x):
     y = op(x)
     upstream = np.random.default_rng(7).standard_normal(y.shape)
     (y * minidl.tensor(upstream)).sum().backward()
-    tx = torch.tensor(x.data, requires_grad=True)
+    tx = torch.tensor(x.array, requires_grad=True)
     ty = torch_op(tx)
     ty.backward(torch.tensor(upstream))
     assert_close(y, ty, rtol=1e-10, atol=1e-12, what="output")
@@ -82,7 +82,7 @@ def test_max_pool2d_matches_torch(case, with_ties):
     import torch.nn.functional as F
     # Rounded values tie often: the gradient must go to the first arg-max of each window, as in PyTorch.
     x = random_values(case["shape"], case["seed"])
-    x = leaf(np.round(x.data)) if with_ties else x
+    x = leaf(np.round(x.array)) if with_ties else x
     compare_with_torch(lambda t: max_pool2d(t, **geometry(case)), lambda t: F.max_pool2d(t, **geometry(case)), x)
 
 
@@ -92,28 +92,28 @@ def test_max_pool2d_propagates_nan_like_torch():
     data[0, 0, 1, 1] = np.nan
     y = max_pool2d(leaf(data), 2)
     expected = torch.nn.functional.max_pool2d(torch.tensor(data), 2).numpy()
-    np.testing.assert_array_equal(y.data, expected)  # NaNs compare equal here
-    assert np.isnan(y.data[0, 0, 0, 0]) and not np.isnan(y.data[0, 1]).any()
+    np.testing.assert_array_equal(y.array, expected)  # NaNs compare equal here
+    assert np.isnan(y.array[0, 0, 0, 0]) and not np.isnan(y.array[0, 1]).any()
 
 
 def test_max_pool2d_window_of_only_padding_gives_minus_inf_and_no_gradient():
     """Kernel (1, 2) dilated by 2 with padding 1 reads columns (w - 1, w + 1): for w = 0 of a 1-wide input, both pad."""
     x = leaf([[[[1.0, 2.0]]]])
-    np.testing.assert_array_equal(max_pool2d(x, (1, 2), stride=1, padding=(0, 1), dilation=(1, 2)).data,
+    np.testing.assert_array_equal(max_pool2d(x, (1, 2), stride=1, padding=(0, 1), dilation=(1, 2)).array,
                                   [[[[2.0, 1.0]]]])
     x = leaf([[[[3.0]]]])
     y = max_pool2d(x, (1, 2), stride=1, padding=(0, 1), dilation=(1, 2))
-    np.testing.assert_array_equal(y.data, [[[[-np.inf]]]])
+    np.testing.assert_array_equal(y.array, [[[[-np.inf]]]])
     y.backward(minidl.ones_like(y))
-    np.testing.assert_array_equal(x.grad.data, [[[[0.0]]]])
+    np.testing.assert_array_equal(x.grad.array, [[[[0.0]]]])
 
 
 def test_max_pool2d_hand_example():
     x = leaf([[[[1.0, 5.0, 2.0], [4.0, 3.0, 0.0], [7.0, 8.0, 9.0]]]])
     y = max_pool2d(x, 2, stride=1)
-    np.testing.assert_array_equal(y.data, [[[[5.0, 5.0], [8.0, 9.0]]]])
+    np.testing.assert_array_equal(y.array, [[[[5.0, 5.0], [8.0, 9.0]]]])
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [[[[0, 2, 0], [0, 0, 0], [0, 1, 1]]]])
+    np.testing.assert_array_equal(x.grad.array, [[[[0, 2, 0], [0, 0, 0], [0, 1, 1]]]])
 
 
 # ------------------------------------------------------------------ avg_pool2d
@@ -137,15 +137,15 @@ def test_ceil_mode_hand_example():
     """5 inputs, kernel 2, stride 2: floor gives 2 windows, ceil a third that holds only x[4]."""
     x = leaf(np.arange(5.0).reshape(1, 1, 1, 5))
     assert max_pool2d(x, (1, 2)).shape == (1, 1, 1, 2)
-    np.testing.assert_array_equal(max_pool2d(x, (1, 2), ceil_mode=True).data, [[[[1.0, 3.0, 4.0]]]])
-    np.testing.assert_array_equal(avg_pool2d(x, (1, 2), ceil_mode=True).data, [[[[0.5, 2.5, 4.0]]]])
+    np.testing.assert_array_equal(max_pool2d(x, (1, 2), ceil_mode=True).array, [[[[1.0, 3.0, 4.0]]]])
+    np.testing.assert_array_equal(avg_pool2d(x, (1, 2), ceil_mode=True).array, [[[[0.5, 2.5, 4.0]]]])
 
 
 def test_avg_pool2d_count_include_pad_hand_example():
     x = leaf(np.ones((1, 1, 2, 2)))
     corner_with_pad = avg_pool2d(x, 2, stride=1, padding=1)  # windows at the corners see 1 real input of 4
-    assert corner_with_pad.data[0, 0, 0, 0] == 0.25 and corner_with_pad.data[0, 0, 1, 1] == 1.0
-    np.testing.assert_array_equal(avg_pool2d(x, 2, stride=1, padding=1, count_include_pad=False).data,
+    assert corner_with_pad.array[0, 0, 0, 0] == 0.25 and corner_with_pad.array[0, 0, 1, 1] == 1.0
+    np.testing.assert_array_equal(avg_pool2d(x, 2, stride=1, padding=1, count_include_pad=False).array,
                                   np.ones((1, 1, 3, 3)))
 
 
@@ -182,9 +182,9 @@ def test_adaptive_avg_pool2d_divisible_and_not(spatial, output_size):
 def test_adaptive_avg_pool2d_global_average():
     x = leaf(np.arange(24.0).reshape(1, 2, 3, 4))
     y = adaptive_avg_pool2d(x, 1)
-    np.testing.assert_allclose(y.data.reshape(2), [5.5, 17.5])
+    np.testing.assert_allclose(y.array.reshape(2), [5.5, 17.5])
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.data, np.full((1, 2, 3, 4), 1 / 12))
+    np.testing.assert_allclose(x.grad.array, np.full((1, 2, 3, 4), 1 / 12))
 
 
 # ------------------------------------------------------------------ dtypes and errors
@@ -201,7 +201,7 @@ def test_pooling_float32_stays_float32(op):
     assert y.dtype == np.float32
     y.sum().backward()
     assert x.grad.dtype == np.float32
-    assert_close(y, op(leaf(x.data)).detach().numpy().astype(np.float32), rtol=1e-5, atol=1e-6)
+    assert_close(y, op(leaf(x.array)).detach().numpy().astype(np.float32), rtol=1e-5, atol=1e-6)
 
 
 def test_pooling_error_messages():

@@ -98,9 +98,9 @@ def test_state_dict_holds_cpu_copies_and_load_copies_in_place():
     assert not np.any(model[0].weight.detach().numpy() == 7.0)  # a copy, not a view
 
     weight = model[0].weight
-    optimizer_view = weight.data
+    optimizer_view = weight.array
     model.load_state_dict(state)
-    assert model[0].weight is weight and weight.data is optimizer_view  # same objects, new values
+    assert model[0].weight is weight and weight.array is optimizer_view  # same objects, new values
     np.testing.assert_array_equal(weight.detach().numpy(), 7.0)
 
     kept = model.state_dict(keep_vars=True)

@@ -72,7 +72,7 @@ def test_manual_seed_makes_random_tensors_repeatable():
 # ---------------------------------------------------------------- attributes and conversions
 def test_attributes():
     t = minidl.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    assert isinstance(t.data, np.ndarray)
+    assert isinstance(t.array, np.ndarray)
     assert t.grad is None
     assert t.shape == (2, 3) and t.size() == (2, 3) and t.size(-1) == 3
     assert t.ndim == 2 and t.dim() == 2 and t.numel() == 6 and len(t) == 2
@@ -101,7 +101,7 @@ def test_detach_shares_data_but_not_the_graph():
     y = w * 2
     d = y.detach()
     assert not d.requires_grad and d.is_leaf and d.grad_fn is None
-    assert d.data is y.data
+    assert d.array is y.array
 
 
 def test_requires_grad_rules():
@@ -179,13 +179,13 @@ def test_inplace_on_a_leaf_that_requires_grad_raises_outside_no_grad():
 
 def test_inplace_under_no_grad_changes_the_data_and_keeps_dtype():
     w = minidl.tensor([1.0, 2.0], requires_grad=True)
-    data = w.data
+    data = w.array
     with minidl.no_grad():
         w -= 0.5 * minidl.tensor([2.0, 2.0])
         w.add_(minidl.tensor([1.0, 1.0]), alpha=-2)
         w.mul_(2)
         w[0] = 10.0
-    assert w.data is data and w.dtype == minidl.float32 and w.requires_grad and w.is_leaf
+    assert w.array is data and w.dtype == minidl.float32 and w.requires_grad and w.is_leaf
     assert w.tolist() == [10.0, -2.0]
 
 
@@ -276,7 +276,7 @@ def test_to_accepts_torch_keywords_and_copy():
     t = minidl.tensor([1.0, 2.0])
     assert t.to("cpu", non_blocking=True) is t
     copied = t.to("cpu", copy=True)
-    assert copied is not t and copied.data is not t.data and copied.tolist() == t.tolist()
+    assert copied is not t and copied.array is not t.array and copied.tolist() == t.tolist()
 
 
 def test_casting_to_an_integer_type_carries_no_gradient():
@@ -302,7 +302,7 @@ def test_dim_out_of_range_raises():
 def test_data_is_always_an_array_even_for_full_reductions():
     x = minidl.tensor([[1.0, 2.0], [3.0, 4.0]])
     for result in (x.sum(), x.mean(), x.var(), x[0, 1], x[0] @ x[1], x.argmax(), x.sum() > 1, x.max()):
-        assert isinstance(result.data, np.ndarray) and result.shape == ()
+        assert isinstance(result.array, np.ndarray) and result.shape == ()
         assert isinstance(result.numpy(), np.ndarray)
     total = x.sum()
     total += 1  # in place on a 0-d result
@@ -319,3 +319,16 @@ def test_top5_accuracy_idiom():
     top1 = correct[:1].reshape(-1).float().sum(0, keepdim=True).mul_(100.0 / 2)
     top5 = correct[:5].reshape(-1).float().sum(0).item()
     assert pred[:, 0].tolist() == [1, 3, 4, 5, 0] and top1.tolist() == [0.0] and top5 == 1.0
+
+
+def test_data_is_a_detached_tensor_sharing_memory_as_in_pytorch():
+    p = minidl.tensor([1.0, 2.0], requires_grad=True)
+    d = p.data
+    assert isinstance(d, minidl.Tensor) and not d.requires_grad and d.grad_fn is None
+    d.mul_(3.0)  # changes p, as p.data.mul_() does in PyTorch
+    np.testing.assert_array_equal(p.array, [3.0, 6.0])
+    np.testing.assert_array_equal(p.detach().data.numpy(), [3.0, 6.0])
+    p.data = minidl.tensor([5.0, 7.0, 9.0])  # replaces the storage, shape included
+    assert p.shape == (3,) and p.requires_grad
+    with pytest.raises(TypeError, match="Tensor.data must be set to a Tensor"):
+        p.data = [1.0]

@@ -95,7 +95,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     trainer.fit(train, epochs=1, val_loader=val)
     good = load_checkpoint(tmp_path / "last.npz")
     with minidl.no_grad():
-        trainer.model[0].weight.data[...] = np.nan  # what a too-high learning rate ends in
+        trainer.model[0].weight.array[...] = np.nan  # what a too-high learning rate ends in
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, batch 1.*last good checkpoint"):
         trainer.fit(train, epochs=3, val_loader=val)
     kept = load_checkpoint(tmp_path / "last.npz")

@@ -26,7 +26,7 @@ class Transform:
     def __call__(self, batch, generator=None):
         """Transforms an (N, C, H, W) array or Tensor; returns the same kind."""
         is_tensor = isinstance(batch, Tensor)
-        array = batch.data if is_tensor else batch
+        array = batch.array if is_tensor else batch
         if array.ndim != 4:
             raise ValueError(f"{type(self).__name__} expects a batch of shape (N, C, H, W), "
                              f"got shape {tuple(array.shape)}")

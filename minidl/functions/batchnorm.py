@@ -185,7 +185,7 @@ def _update_running_stats(running_mean, running_var, mean, var, momentum, m):
 
 
 def _array(value):
-    return value.data if isinstance(value, Tensor) else value
+    return value.array if isinstance(value, Tensor) else value
 
 
 def _check_arguments(input, running_mean, running_var, weight, bias, training, momentum):

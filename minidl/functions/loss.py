@@ -174,7 +174,7 @@ def _row_grad(g, fn):
 
 
 def _array(value):
-    return value.data if isinstance(value, Tensor) else value
+    return value.array if isinstance(value, Tensor) else value
 
 
 def _check_classification(name, input, target, weight, reduction, ignore_index):

@@ -1,6 +1,6 @@
 """``minidl.nn.init``: PyTorch's weight initialisations, in place, drawing from minidl's generator.
 
-Every function fills ``tensor.data`` in place (no graph is recorded) and returns the tensor.
+Every function fills ``tensor.array`` in place (no graph is recorded) and returns the tensor.
 The scale formulas follow PyTorch:
 
 - Kaiming/He (for ReLU-like nets): std = gain / sqrt(fan), with fan = fan_in (forward
@@ -60,7 +60,7 @@ def _calculate_correct_fan(tensor, mode):
 
 def _fill(tensor, values):
     """Writes the CPU array ``values`` into ``tensor`` in place, in its dtype and on its device."""
-    tensor.data[...] = move_array(np.asarray(values, dtype=tensor.dtype), tensor.device)
+    tensor.array[...] = move_array(np.asarray(values, dtype=tensor.dtype), tensor.device)
     return tensor
 
 
@@ -73,7 +73,7 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 
 def constant_(tensor, val):
-    tensor.data[...] = val
+    tensor.array[...] = val
     return tensor
 
 

@@ -10,9 +10,9 @@ class Parameter(Tensor):
     def __init__(self, data=None, requires_grad=True):
         # A Parameter wraps the array of the tensor it is given (no copy, as in PyTorch)
         # but is always a fresh leaf: it never carries the graph that made ``data``.
-        array = data.data if isinstance(data, Tensor) else _to_array([] if data is None else data)
+        array = data.array if isinstance(data, Tensor) else _to_array([] if data is None else data)
         super().__init__(array, requires_grad=requires_grad)
-        self.data = array
+        self.array = array
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()

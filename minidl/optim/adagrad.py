@@ -45,9 +45,9 @@ class Adagrad(Optimizer):
                 self._init_state(self.state[p], p, group)
 
     def _init_state(self, state, p, group):
-        xp = get_array_module(p.data)
+        xp = get_array_module(p.array)
         state["step"] = 0
-        state["sum"] = xp.full_like(p.data, group["initial_accumulator_value"])
+        state["sum"] = xp.full_like(p.array, group["initial_accumulator_value"])
 
     def _update(self, param, grad, state, group):
         # float(): a hyper-parameter read back from a checkpoint may be a NumPy float64, which would upcast

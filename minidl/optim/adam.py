@@ -61,12 +61,12 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _init_state(self, state, p, group):
-        xp = get_array_module(p.data)
+        xp = get_array_module(p.array)
         state["step"] = 0
-        state["exp_avg"] = xp.zeros_like(p.data)
-        state["exp_avg_sq"] = xp.zeros_like(p.data)
+        state["exp_avg"] = xp.zeros_like(p.array)
+        state["exp_avg_sq"] = xp.zeros_like(p.array)
         if group["amsgrad"]:
-            state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+            state["max_exp_avg_sq"] = xp.zeros_like(p.array)
 
     def _update(self, param, grad, state, group):
         # float(): a hyper-parameter read back from a checkpoint may be a NumPy float64, which would upcast

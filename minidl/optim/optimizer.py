@@ -94,7 +94,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad.array[...] = 0
 
     def step(self, closure=None):
         """Updates every parameter that has a gradient; returns ``closure()``'s loss if given."""
@@ -109,7 +109,7 @@ class Optimizer:
                 state = self.state[p]
                 if not state:
                     self._init_state(state, p, group)
-                self._update(p.data, p.grad.data, state, group)
+                self._update(p.array, p.grad.array, state, group)
         return loss
 
     def _init_state(self, state, p, group):
@@ -177,8 +177,8 @@ def _to_param(value, p, name):
         return int(value)  # an .npz round trip turns numbers into 0-d arrays
     if not (hasattr(value, "dtype") and hasattr(value, "shape")):
         return value
-    array = move_array(value, device_of(p.data))
-    dtype = p.data.dtype if array.dtype.kind == "f" else array.dtype
+    array = move_array(value, device_of(p.array))
+    dtype = p.array.dtype if array.dtype.kind == "f" else array.dtype
     return array.astype(dtype, copy=True)
 
 

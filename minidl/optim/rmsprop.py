@@ -61,13 +61,13 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
 
     def _init_state(self, state, p, group):
-        xp = get_array_module(p.data)
+        xp = get_array_module(p.array)
         state["step"] = 0
-        state["square_avg"] = xp.zeros_like(p.data)
+        state["square_avg"] = xp.zeros_like(p.array)
         if group["momentum"] > 0:
-            state["momentum_buffer"] = xp.zeros_like(p.data)
+            state["momentum_buffer"] = xp.zeros_like(p.array)
         if group["centered"]:
-            state["grad_avg"] = xp.zeros_like(p.data)
+            state["grad_avg"] = xp.zeros_like(p.array)
 
     def _update(self, param, grad, state, group):
         # float(): a hyper-parameter read back from a checkpoint may be a NumPy float64, which would upcast

@@ -27,7 +27,7 @@ def _encode(value, arrays):
         return [_encode(item, arrays) for item in value]
     if hasattr(value, "__array__") and not isinstance(value, (np.generic, bool, int, float, str)):
         name = f"a{len(arrays)}"
-        arrays[name] = np.asarray(move_array(getattr(value, "data", value), "cpu"))
+        arrays[name] = np.asarray(move_array(getattr(value, "array", value), "cpu"))
         return {"__array__": name}
     if isinstance(value, np.generic):
         return value.item()

@@ -8,8 +8,8 @@ def topk_correct(logits, targets, ks=(1, 5)):
     A row's target *rank* is the number of classes scored strictly above it; the
     prediction is top-k correct when that rank is below k.
     """
-    scores = getattr(logits, "data", logits)
-    labels = getattr(targets, "data", targets)
+    scores = getattr(logits, "array", logits)
+    labels = getattr(targets, "array", targets)
     xp = get_array_module(scores)
     target_scores = xp.take_along_axis(scores, labels.reshape(-1, 1).astype(xp.int64), axis=1)
     ranks = (scores > target_scores).sum(axis=1)
@@ -18,7 +18,7 @@ def topk_correct(logits, targets, ks=(1, 5)):
 
 def accuracy(logits, targets, k=1):
     """Fraction of rows whose target is among the top-k logits."""
-    labels = getattr(targets, "data", targets)
+    labels = getattr(targets, "array", targets)
     return topk_correct(logits, targets, (k,))[k] / len(labels)
 
 

@@ -76,7 +76,7 @@ def _check_name(module, name, kind):
 def _as_numpy(value, key):
     """A state-dict value (minidl Tensor, NumPy array, torch tensor, number) as a NumPy array."""
     if isinstance(value, Tensor):
-        return np.asarray(move_array(value.data, "cpu"))
+        return np.asarray(move_array(value.array, "cpu"))
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
         return value.detach().cpu().numpy()
     try:
@@ -319,7 +319,7 @@ class Module:
             if set_to_none:
                 param.grad = None
             else:
-                param.grad.data[...] = 0
+                param.grad.array[...] = 0
 
     # ------------------------------------------------------------------ devices and dtypes
     def _apply_to_arrays(self, convert):
@@ -334,9 +334,9 @@ class Module:
                 if tensor is None or id(tensor) in seen:
                     continue
                 seen.add(id(tensor))
-                tensor.data = convert(tensor.data)
+                tensor.array = convert(tensor.array)
                 if tensor.grad is not None:
-                    tensor.grad.data = convert(tensor.grad.data)
+                    tensor.grad.array = convert(tensor.grad.array)
         return self
 
     def to(self, *args, device=None, dtype=None):
@@ -397,7 +397,7 @@ class Module:
         """
         if keep_vars:
             return OrderedDict(self._state_items(prefix))
-        return OrderedDict((key, np.array(move_array(tensor.data, "cpu"), copy=True))
+        return OrderedDict((key, np.array(move_array(tensor.array, "cpu"), copy=True))
                            for key, tensor in self._state_items(prefix))
 
     def load_state_dict(self, state_dict, strict=True):
@@ -425,7 +425,7 @@ class Module:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
         for key, array in arrays.items():
             tensor = own[key]
-            tensor.data[...] = move_array(array.astype(tensor.dtype, copy=False), tensor.device)
+            tensor.array[...] = move_array(array.astype(tensor.dtype, copy=False), tensor.device)
         return _IncompatibleKeys(missing, unexpected)
 
     @staticmethod
