@@ -1,0 +1,99 @@
+"""Which implementation of an op runs: the reference one, or a device's faster one.
+
+Every op has one *reference* implementation: a ``Function`` subclass in ``minidl/functions/``,
+NCHW, written once against the array module (NumPy or CuPy). A backend may register a faster
+``Function`` for the same op on one device type::
+
+    @register(Conv2d, "cpu")
+    class Conv2dChannelsLast(Conv2d):
+        @classmethod
+        def supports(cls, inputs, params):      # the op's inputs (Tensors, arrays, None) and keywords
+            return params["groups"] == 1
+        def forward(self, x, weight, bias, ...): ...
+        def backward(self, g): ...
+
+A fast implementation takes the same inputs and keywords and returns the same results as its
+reference (the tests check it against the reference); it may differ in memory layout
+(see ``Tensor.memory_format``) and in rounding. ``Function.apply`` asks ``choose`` which class
+to run; registration order decides between several that support a call (first wins).
+
+The reference implementation runs everywhere when
+
+* the environment variable ``MINIDL_REFERENCE=1`` is set when minidl is imported, or
+* inside ``with minidl.backends.reference():``, or after ``minidl.backends.use_reference(True)``.
+
+This module imports no backend: ``minidl/backends/cpu`` and ``minidl/backends/cuda`` register
+themselves when ``minidl`` is imported.
+"""
+import contextlib
+import os
+
+import numpy as np
+
+_fast = {}  # (reference Function class, device type) -> [fast Function classes], in registration order
+_use_reference = os.environ.get("MINIDL_REFERENCE", "0") not in ("", "0")
+
+
+def register(reference, device_type):
+    """Class decorator: ``fast`` implements ``reference`` on ``device_type`` ('cpu' or 'cuda')."""
+    if device_type not in ("cpu", "cuda"):
+        raise ValueError(f"register: device_type must be 'cpu' or 'cuda', got {device_type!r}")
+
+    def decorate(fast):
+        if not issubclass(fast, reference):
+            raise TypeError(f"register: {fast.__name__} must subclass its reference {reference.__name__}")
+        _fast.setdefault((reference, device_type), []).append(fast)
+        return fast
+
+    return decorate
+
+
+def implementations(reference, device_type):
+    """The fast classes registered for ``reference`` on ``device_type`` (for tests and docs)."""
+    return list(_fast.get((reference, device_type), ()))
+
+
+def choose(reference, inputs, params):
+    """The class that runs ``reference`` for these inputs: the first registered fast class for
+    the inputs' device whose ``supports(inputs, params)`` is true, else ``reference`` itself."""
+    if _use_reference or not _fast:
+        return reference
+    candidates = _fast.get((reference, device_type_of(inputs)))
+    if candidates:
+        for fast in candidates:
+            if fast.supports(inputs, params):
+                return fast
+    return reference
+
+
+def device_type_of(inputs):
+    """'cpu' or 'cuda': where the first array among the inputs (Tensors or arrays) lives."""
+    for value in inputs:
+        array = getattr(value, "array", value)
+        if isinstance(array, np.ndarray):
+            return "cpu"
+        if hasattr(array, "shape") and hasattr(array, "device"):  # a CuPy array (or the test stand-in)
+            return "cuda"
+    return "cpu"
+
+
+def using_reference():
+    """True while every op runs its reference implementation."""
+    return _use_reference
+
+
+def use_reference(enabled=True):
+    """Runs every op's reference implementation from now on (``False`` turns the fast ones back on)."""
+    global _use_reference
+    _use_reference = bool(enabled)
+
+
+@contextlib.contextmanager
+def reference(enabled=True):
+    """``with reference():`` runs the reference implementation of every op inside the block."""
+    previous = _use_reference
+    use_reference(enabled)
+    try:
+        yield
+    finally:
+        use_reference(previous)
