@@ -158,9 +158,14 @@ def backward(root, grad_output, retain_graph=False):
     from .tensor import Tensor
 
     pending = {root._ctx: grad_output}  # function -> gradient of its output, summed so far
-    for fn in topological_order(root._ctx):
+    order = list(topological_order(root._ctx))
+    hooked_uses = _hooked_leaf_uses(order)  # leaves with post-accumulate-grad hooks: uses left
+    accumulated = set()  # ids of hooked leaves that received a gradient in this backward
+    for fn in order:
         grad = pending.pop(fn, None)
         if grad is None:  # every consumer's backward returned None for this output
+            if hooked_uses:
+                _count_down_uses(fn, hooked_uses, accumulated)
             if not retain_graph:
                 fn.release()
             continue
@@ -185,11 +190,41 @@ def backward(root, grad_output, retain_graph=False):
                 input_grad = input_grad.astype(tensor.dtype)
             if tensor._ctx is None or tensor._retains_grad:
                 _accumulate_into_grad(tensor, input_grad, Tensor)
+                if id(tensor) in hooked_uses:
+                    accumulated.add(id(tensor))
             if tensor._ctx is not None:
                 previous = pending.get(tensor._ctx)
                 pending[tensor._ctx] = input_grad if previous is None else _add_gradients(previous, input_grad)
+        if hooked_uses:
+            _count_down_uses(fn, hooked_uses, accumulated)
         if not retain_graph:
             fn.release()
+
+
+def _hooked_leaf_uses(order):
+    """{id(leaf): how many inputs of the functions in ``order`` it is} for the leaves that have
+    post-accumulate-grad hooks (``Tensor.register_post_accumulate_grad_hook``)."""
+    uses = {}
+    for fn in order:
+        for tensor, needed in zip(fn.inputs, fn.needs_input_grad):
+            if needed and tensor._ctx is None and tensor._post_accumulate_grad_hooks:
+                uses[id(tensor)] = uses.get(id(tensor), 0) + 1
+    return uses
+
+
+def _count_down_uses(fn, uses, accumulated):
+    """``fn``'s backward is done: a hooked leaf whose last use this was holds its whole gradient
+    of this backward, so its hooks run now (while the engine goes on with the rest of the graph)."""
+    for tensor, needed in zip(fn.inputs, fn.needs_input_grad):
+        if needed and id(tensor) in uses:
+            uses[id(tensor)] -= 1
+            if uses[id(tensor)] == 0 and id(tensor) in accumulated:
+                run_post_accumulate_grad_hooks(tensor)
+
+
+def run_post_accumulate_grad_hooks(tensor):
+    for hook in list(tensor._post_accumulate_grad_hooks.values()):
+        hook(tensor)
 
 
 def _add_gradients(a, b):

@@ -35,6 +35,7 @@ def _to_array(data, dtype=None):
 class Tensor:
     __array_priority__ = 1000  # NumPy scalars defer to Tensor's reflected operators
     _version = 0  # bumped by every in-place change, so backward can tell saved data went stale
+    _post_accumulate_grad_hooks = None  # {handle id: hook}, set by register_post_accumulate_grad_hook
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
         array = _to_array(data, dtype)
@@ -253,8 +254,24 @@ class Tensor:
         if self._ctx is None or self._retains_grad:  # the root's own gradient is the given one
             autograd._accumulate_into_grad(self, grad, Tensor)
         if self._ctx is None:
+            if self._post_accumulate_grad_hooks:
+                autograd.run_post_accumulate_grad_hooks(self)
             return
         autograd.backward(self, grad, retain_graph=retain_graph)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor)`` runs during each ``backward()`` once this leaf's ``.grad`` holds all of
+        that backward's contributions, while the engine goes on with the rest of the graph
+        (DistributedDataParallel starts its gradient all-reduce there). Returns a handle whose
+        ``remove()`` unregisters the hook."""
+        if self._ctx is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        from .nn.modules.module import RemovableHandle
+        if self._post_accumulate_grad_hooks is None:
+            self._post_accumulate_grad_hooks = {}
+        handle = RemovableHandle(self._post_accumulate_grad_hooks)
+        self._post_accumulate_grad_hooks[handle.id] = hook
+        return handle
 
     def zero_(self):
         self.array[...] = 0
