@@ -8,14 +8,15 @@ The public API follows PyTorch's names and semantics::
     loss.backward()
     x.grad  # tensor([[2., 4.]])
 """
-from . import autograd, cpu_allocator, dtypes, random
+from . import autograd, cpu_allocator, dtypes, errors, random
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import device
 from .creation import (arange, as_tensor, cat, concatenate, empty, empty_like, from_numpy, full, full_like, ones,
                        ones_like, rand, rand_like, randint, randn, randn_like, stack, tensor, zeros, zeros_like)
-from .dtypes import (bool, double, float, float16, float32, float64, get_default_dtype, half, int32, int64,
-                     long, set_default_dtype, uint8)
+from .dtypes import (bool, double, float, float16, float32, float64, get_default_dtype, half, int, int8, int16,
+                     int32, int64, long, set_default_dtype, short, uint8, uint16, uint32, uint64)
 from .random import get_rng_state, manual_seed, seed, set_rng_state
+from .size import Size
 from .tensor import Tensor, where
 
 __version__ = "0.1.0"

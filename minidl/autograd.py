@@ -91,11 +91,16 @@ class Function:
         fn.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
         record = is_grad_enabled() and any(fn.needs_input_grad)
         fn.recording = record  # a forward may skip saving buffers when nothing will be recorded
-        if _profiler is None:
-            output_array = fn.forward(*arrays, **params)
-        else:
-            with _profiler.timing(fn.name, "forward", arrays):
+        try:
+            if _profiler is None:
                 output_array = fn.forward(*arrays, **params)
+            else:
+                with _profiler.timing(fn.name, "forward", arrays):
+                    output_array = fn.forward(*arrays, **params)
+        except ValueError as error:  # NumPy's complaint about shapes: PyTorch raises RuntimeError
+            if isinstance(error, (RuntimeError, IndexError)):
+                raise
+            raise _shape_error(fn, arrays, error) from error
         record = record and output_array.dtype.kind == "f"  # integer outputs (indices, casts) carry no gradient
         output = Tensor._from_array(output_array, requires_grad=record)
         if record:
@@ -121,6 +126,16 @@ class Function:
 
     def __repr__(self):
         return f"<{self.name}Backward>"
+
+
+def _shape_error(fn, arrays, error):
+    """A ValueError from inside a forward (NumPy's "operands could not be broadcast", "cannot
+    reshape") as the ShapeError PyTorch's class calls for, naming the op and its input shapes."""
+    from .errors import ShapeError, broadcast_mismatch
+    shapes = [tuple(a.shape) for a in arrays if hasattr(a, "shape")]
+    mismatch = broadcast_mismatch(*shapes) if len(shapes) == 2 and "broadcast" in str(error) else None
+    listed = ", ".join(map(str, shapes))
+    return ShapeError(f"{fn.name}: {mismatch or error} (inputs of shape {listed})")
 
 
 def topological_order(root_fn):
@@ -184,7 +199,7 @@ def backward(root, grad_output, retain_graph=False):
             if input_grad.shape != tensor.shape:
                 raise RuntimeError(
                     f"{fn.name}.backward returned a gradient of shape {input_grad.shape} for an "
-                    f"input of shape {tensor.shape}"
+                    f"input of shape {tuple(tensor.shape)}"
                 )
             if input_grad.dtype != tensor.dtype:  # e.g. a float64 constant met a float32 input
                 input_grad = input_grad.astype(tensor.dtype)
@@ -243,7 +258,7 @@ def _check_saved_inputs_unchanged(fn):
         if any(saved is tensor.array for saved in vars(fn).values()):
             raise RuntimeError(
                 f"one of the tensors needed for gradient computation has been modified by an in-place "
-                f"operation: input {index} of {fn.name} (shape {tensor.shape}) changed after the forward "
+                f"operation: input {index} of {fn.name} (shape {tuple(tensor.shape)}) changed after the forward "
                 "pass. Do the in-place change after backward(), or use an out-of-place op (x = x * 2)."
             )
 
@@ -255,6 +270,23 @@ def _accumulate_into_grad(tensor, grad, Tensor):
         tensor.grad = Tensor._from_array(grad.copy())
     else:
         tensor.grad = Tensor._from_array(tensor.grad.array + grad)
+
+
+class _VariableMeta(type):
+    def __instancecheck__(cls, instance):
+        from .tensor import Tensor
+        return isinstance(instance, Tensor)
+
+
+class Variable(metaclass=_VariableMeta):
+    """PyTorch's legacy ``Variable``: since PyTorch 0.4 every Tensor is one. ``Variable(x)`` is a
+    tensor sharing x's data (``requires_grad`` as given), and ``isinstance(x, Variable)`` holds for
+    every Tensor, so old code (``from torch.autograd import Variable``) runs unchanged."""
+
+    def __new__(cls, data, requires_grad=False, volatile=False):
+        from .tensor import Tensor
+        tensor = Tensor._from_array(data.array if isinstance(data, Tensor) else Tensor(data).array)
+        return tensor.requires_grad_(requires_grad) if requires_grad else tensor
 
 
 _profiler = None  # the active Profiler, if any

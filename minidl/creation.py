@@ -4,6 +4,7 @@ import numpy as np
 
 from . import dtypes, random
 from .backend import device as Device, move_array
+from .errors import ShapeError, check_dim
 from .functions.shape import Cat, Stack
 from .tensor import Tensor
 
@@ -126,14 +127,40 @@ def rand_like(other, dtype=None, device=None):
     return rand(other.shape, dtype=dtype, device=device)
 
 
-def cat(tensors, dim=0):
-    """Concatenates tensors along an existing dim."""
+def cat(tensors, dim=0, *, axis=None):
+    """Concatenates tensors along an existing dim (``axis`` is NumPy's name for it)."""
+    dim = dim if axis is None else axis
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat(): expected a non-empty list of Tensors")
+    ndim = tensors[0].ndim
+    if ndim == 0:
+        raise ShapeError("cat: zero-dimensional tensor (at position 0) cannot be concatenated")
+    dim = check_dim(dim, ndim)
+    for i, t in enumerate(tensors):
+        if t.ndim != ndim:
+            raise ShapeError(f"cat: tensors must have the same number of dimensions: got {ndim} and {t.ndim} "
+                             f"(shapes {tuple(tensors[0].shape)} and {tuple(t.shape)}, tensor number {i})")
+        for d in range(ndim):
+            if d != dim and t.shape[d] != tensors[0].shape[d]:
+                raise ShapeError(f"cat: sizes of tensors must match except in dimension {dim}. Expected size "
+                                 f"{tensors[0].shape[d]} but got size {t.shape[d]} for tensor number {i} in the "
+                                 f"list (shapes {tuple(tensors[0].shape)} and {tuple(t.shape)})")
     return Cat.apply(*tensors, dim=dim)
 
 
 concatenate = cat
 
 
-def stack(tensors, dim=0):
+def stack(tensors, dim=0, *, axis=None):
     """Stacks tensors of equal shape along a new dim."""
+    dim = dim if axis is None else axis
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack(): expected a non-empty list of Tensors")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise ShapeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
+                             f"entry 0 and {list(t.shape)} at entry {i}")
+    dim = check_dim(dim, tensors[0].ndim + 1)
     return Stack.apply(*tensors, dim=dim)

@@ -5,10 +5,14 @@ import numpy as np
 float16 = half = np.dtype("float16")
 float32 = float = np.dtype("float32")
 float64 = double = np.dtype("float64")
+int8 = np.dtype("int8")
+int16 = short = np.dtype("int16")
 int32 = int = np.dtype("int32")
 int64 = long = np.dtype("int64")
 uint8 = np.dtype("uint8")
+uint16, uint32, uint64 = np.dtype("uint16"), np.dtype("uint32"), np.dtype("uint64")
 bool = np.dtype("bool")
+# PyTorch's bfloat16 has no NumPy dtype: minidl.amp emulates it for matmul and convolution only.
 
 _default_float = float32
 

@@ -54,7 +54,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0):
         if not np.allclose(analytic, numeric, atol=atol, rtol=rtol):
             worst = np.abs(analytic - numeric).max()
             raise AssertionError(
-                f"gradient of input {index} (shape {x.shape}) differs from finite differences "
+                f"gradient of input {index} (shape {tuple(x.shape)}) differs from finite differences "
                 f"by up to {worst:.3g}\nanalytic:\n{analytic}\nnumerical:\n{numeric}"
             )
     return True

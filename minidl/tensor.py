@@ -12,7 +12,9 @@ import numpy as np
 
 from . import autograd, dtypes
 from .backend import device as Device, device_of, get_array_module, move_array
-from .functions import arithmetic, elementwise, reduction, shape as shape_ops
+from .errors import ArgumentError, IndexRangeError, ShapeError, check_dim
+from .functions import arithmetic, elementwise, indexing, reduction, shape as shape_ops
+from .size import Size
 
 
 def _to_array(data, dtype=None):
@@ -25,11 +27,23 @@ def _to_array(data, dtype=None):
     if hasattr(data, "dtype"):  # an array or NumPy scalar keeps its dtype
         return xp.asarray(data)
     array = np.asarray(data)
+    if array.dtype.kind not in "biuf":  # object, str, None, dict: PyTorch refuses them too
+        _refuse(data)
     if array.dtype.kind == "f":
         return array.astype(dtypes.get_default_dtype())
     if array.dtype.kind in "iu":
         return array.astype(np.int64)
     return array
+
+
+def _refuse(data):
+    if isinstance(data, (str, bytes)):
+        raise TypeError(f"new(): invalid data type '{type(data).__name__}'")
+    inner = data
+    while isinstance(inner, (list, tuple)) and inner:
+        inner = inner[0]
+    raise RuntimeError(f"Could not infer dtype of {type(inner).__name__}: a tensor holds numbers or bools "
+                       "(nested lists of them, or an array)")
 
 
 class Tensor:
@@ -102,10 +116,10 @@ class Tensor:
 
     @property
     def shape(self):
-        return tuple(self.array.shape)
+        return Size(self.array.shape)
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[dim]
+        return self.shape if dim is None else self.array.shape[check_dim(dim, self.ndim)]
 
     @property
     def ndim(self):
@@ -156,7 +170,8 @@ class Tensor:
 
     def item(self):
         if self.array.size != 1:
-            raise ValueError(f"only one-element tensors can be converted to Python scalars, got shape {self.shape}")
+            raise ShapeError(f"a Tensor with {self.array.size} elements cannot be converted to Scalar: only "
+                             f"one-element tensors can be converted to Python scalars, got shape {tuple(self.shape)}")
         return self.array.reshape(()).item()
 
     def tolist(self):
@@ -243,7 +258,7 @@ class Tensor:
             if self.array.size != 1:
                 raise RuntimeError(
                     f"grad can be implicitly created only for scalar outputs, but this tensor has shape "
-                    f"{self.shape}: call backward(gradient) with a gradient of that shape, or reduce "
+                    f"{tuple(self.shape)}: call backward(gradient) with a gradient of that shape, or reduce "
                     "the tensor first (e.g. loss.sum() or loss.mean())"
                 )
             grad = get_array_module(self.array).ones_like(self.array)
@@ -291,6 +306,9 @@ class Tensor:
             elif dtype.kind == "b":
                 dtype = dtypes.int64
             return Tensor._from_array(xp.asarray(other, dtype=dtype))
+        if not (isinstance(other, (numbers.Number, list, tuple)) or hasattr(other, "__array__")
+                or hasattr(other, "__cuda_array_interface__")):
+            raise TypeError(f"unsupported operand type(s): 'Tensor' and '{type(other).__name__}'")
         return Tensor._from_array(xp.asarray(_to_array(other)))
 
     def _operands(self, other):
@@ -344,10 +362,13 @@ class Tensor:
         return arithmetic.Pow.apply(base, exponent)
 
     def __matmul__(self, other):
-        return arithmetic.MatMul.apply(*self._operands(other))
+        a, b = self._operands(other)
+        _check_matmul(a.shape, b.shape)
+        return arithmetic.MatMul.apply(a, b)
 
     def __rmatmul__(self, other):
         b, a = self._operands(other)
+        _check_matmul(a.shape, b.shape)
         return arithmetic.MatMul.apply(a, b)
 
     def __neg__(self):
@@ -475,19 +496,19 @@ class Tensor:
 
     # ------------------------------------------------------------------ math
     def exp(self):
-        return elementwise.Exp.apply(self)
+        return elementwise.Exp.apply(self._float_if_int())
 
     def log(self):
-        return elementwise.Log.apply(self)
+        return elementwise.Log.apply(self._float_if_int())
 
     def sqrt(self):
-        return elementwise.Sqrt.apply(self)
+        return elementwise.Sqrt.apply(self._float_if_int())
 
     def tanh(self):
-        return elementwise.Tanh.apply(self)
+        return elementwise.Tanh.apply(self._float_if_int())
 
     def sigmoid(self):
-        return elementwise.Sigmoid.apply(self)
+        return elementwise.Sigmoid.apply(self._float_if_int())
 
     def abs(self):
         return elementwise.Abs.apply(self)
@@ -496,6 +517,8 @@ class Tensor:
 
     def clamp(self, min=None, max=None):
         """Limits values to [min, max]; tensor bounds are constants (no gradient flows into them)."""
+        if min is None and max is None:
+            raise ArgumentError("clamp: at least one of 'min' or 'max' must not be None")
         min, max = (bound.array if isinstance(bound, Tensor) else bound for bound in (min, max))
         return elementwise.Clamp.apply(self, min=min, max=max)
 
@@ -536,13 +559,15 @@ class Tensor:
         """``max()`` -> the largest value; ``max(dim)`` -> (values, indices), as PyTorch."""
         if dim is None:
             return reduction.Max.apply(self)
+        check_dim(dim, self.ndim)
         values = reduction.MaxAlongDim.apply(self, dim=dim, keepdim=keepdim)
         return MaxResult(values, self.argmax(dim, keepdim))
 
     def min(self, dim=None, keepdim=False):
+        """``min()`` -> the smallest value; ``min(dim)`` -> (values, indices), as PyTorch."""
         if dim is None:
-            return -reduction.Max.apply(-self)
-        values = -reduction.MaxAlongDim.apply(-self, dim=dim, keepdim=keepdim)
+            return reduction.Min.apply(self)
+        values = reduction.MinAlongDim.apply(self, dim=dim, keepdim=keepdim)
         return MaxResult(values, self.argmin(dim, keepdim))
 
     def amax(self, dim=None, keepdim=False):
@@ -561,6 +586,10 @@ class Tensor:
     def topk(self, k, dim=-1, largest=True, sorted=True):
         """(values, indices) of the k largest entries along ``dim`` (no gradient), always sorted."""
         xp = get_array_module(self.array)
+        dim = check_dim(dim, self.ndim)
+        if not 0 <= k <= (self.shape[dim] if self.ndim else 1):
+            raise IndexRangeError(f"topk: selected index k out of range: k={k} for dim {dim} of size "
+                                  f"{self.shape[dim] if self.ndim else 1} (input of shape {tuple(self.shape)})")
         keys = -self.array if largest else self.array
         indices = xp.argsort(keys, axis=dim, kind="stable")
         indices = xp.take(indices, xp.arange(k), axis=dim)
@@ -569,26 +598,51 @@ class Tensor:
     # ------------------------------------------------------------------ shapes
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return shape_ops.Reshape.apply(self, shape=tuple(shape))
+        return shape_ops.Reshape.apply(self, shape=_check_reshape(tuple(shape), self.numel()))
 
-    view = reshape
+    def view(self, *shape):
+        """``view(*shape)`` is ``reshape``; ``view(dtype)`` reinterprets the bytes as another dtype
+        (the last dim scales by the ratio of the item sizes; no gradient), as in PyTorch."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list, Size)):
+            return self._view_as_dtype(np.dtype(shape[0]))
+        return self.reshape(*shape)
+
+    def _view_as_dtype(self, dtype):
+        old, new = self.dtype.itemsize, dtype.itemsize
+        if old != new and (self.ndim == 0 or (self.shape[-1] * old) % new):
+            raise ShapeError(f"view: cannot view a tensor of shape {tuple(self.shape)} and dtype {self.dtype} "
+                             f"as {dtype}: the last dim's {self.shape[-1] if self.ndim else 0} * {old} bytes "
+                             f"must divide into {new}-byte items")
+        array = get_array_module(self.array).ascontiguousarray(self.array)
+        return Tensor._from_array(array.view(dtype))
 
     def view_as(self, other):
         return self.reshape(other.shape)
 
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:
+            check_dim(start_dim, 0), check_dim(end_dim, 0)
             return self.reshape(1)
-        start, end = start_dim % self.ndim, end_dim % self.ndim
+        start, end = check_dim(start_dim, self.ndim), check_dim(end_dim, self.ndim)
+        if start > end:
+            raise ShapeError(f"flatten() has invalid args: start_dim cannot come after end_dim "
+                             f"(start_dim={start_dim}, end_dim={end_dim} for shape {tuple(self.shape)})")
         shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
         return self.reshape(shape)
 
     def permute(self, *dims):
         dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        return shape_ops.Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+        if len(dims) != self.ndim:
+            raise ShapeError(f"permute: number of dims don't match: the input has {self.ndim} dims "
+                             f"(shape {tuple(self.shape)}), the order {tuple(dims)} has {len(dims)}")
+        dims = tuple(check_dim(d, self.ndim) for d in dims)
+        if len(set(dims)) != len(dims):
+            raise ShapeError(f"permute(): duplicate dims are not allowed, got {dims}")
+        return shape_ops.Permute.apply(self, dims=dims)
 
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
+        dim0, dim1 = check_dim(dim0, self.ndim), check_dim(dim1, self.ndim)
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return shape_ops.Permute.apply(self, dims=tuple(dims))
 
@@ -622,26 +676,62 @@ class Tensor:
         return self.expand(other.shape)
 
     def __getitem__(self, index):
-        return shape_ops.GetItem.apply(self, index=_array_index(index))
+        first, then = indexing.split_index(_array_index(index))
+        return indexing.GetItem.apply(self, index=first, then=then)
 
     def __setitem__(self, index, value):
         self._check_inplace()
-        self.array[_array_index(index)] = value.array if isinstance(value, Tensor) else value
+        first, then = indexing.split_index(_array_index(index))
+        target = self.array if then is None else self.array[first]  # a view: ints and slices only
+        target[first if then is None else then] = value.array if isinstance(value, Tensor) else value
         self._version += 1
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
 
-def where(condition, input, other):
+def where(condition, input=None, other=None):
     """Elementwise choice: ``input`` where ``condition`` is True, else ``other``; gradients flow to
-    both (each where it was chosen).  ``input`` or ``other`` may be a Python number."""
+    both (each where it was chosen).  ``input`` and ``other`` may be Python numbers.
+    ``where(condition)`` alone is ``condition.nonzero(as_tuple=True)``."""
+    if input is None and other is None:
+        return Tensor(condition).nonzero(as_tuple=True)
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):  # two Python numbers
+        reference = condition if isinstance(condition, Tensor) else Tensor(condition)
+        input = Tensor._from_array(get_array_module(reference.array).asarray(_to_array(input)))
     if isinstance(input, Tensor):
         a, b = input._operands(other)
     else:
         b, a = other._operands(input)
     condition = condition.array if isinstance(condition, Tensor) else get_array_module(a.array).asarray(condition)
     return elementwise.Where.apply(a, b, condition=condition.astype(bool, copy=False))
+
+
+def _check_matmul(a_shape, b_shape):
+    """PyTorch's matmul errors, naming both shapes."""
+    if not a_shape or not b_shape:
+        raise ShapeError(f"both arguments to matmul need to be at least 1D, but they are {len(a_shape)}D "
+                         f"and {len(b_shape)}D")
+    inner_b = b_shape[0] if len(b_shape) == 1 else b_shape[-2]
+    if a_shape[-1] != inner_b:
+        raise ShapeError(f"matmul: shapes cannot be multiplied ({'x'.join(map(str, a_shape))} and "
+                         f"{'x'.join(map(str, b_shape))}): the last dim of the first ({a_shape[-1]}) must equal "
+                         f"the {'only' if len(b_shape) == 1 else 'second-to-last'} dim of the second ({inner_b})")
+
+
+def _check_reshape(shape, numel):
+    """``shape`` (ints, at most one -1), or PyTorch's error for reshaping ``numel`` elements into it."""
+    if sum(1 for s in shape if s == -1) > 1:
+        raise ShapeError(f"reshape: only one dimension can be inferred, got shape {list(shape)}")
+    if any(s < -1 for s in shape):
+        raise ShapeError(f"reshape: invalid shape dimension {min(shape)} in {list(shape)}")
+    known = 1
+    for s in shape:
+        known *= s if s != -1 else 1
+    fits = numel % known == 0 if -1 in shape and known else numel == known or (-1 in shape and numel == 0)
+    if not fits:
+        raise ShapeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+    return shape
 
 
 def _array_index(index):

@@ -155,9 +155,13 @@ def tanh(input):
 
 def softmax(input, dim):
     _check_dim("softmax", input, dim)
+    if input.ndim == 0:  # one value: softmax over it is 1 (as in PyTorch)
+        return Softmax.apply(input.reshape(1), dim=0).reshape(())
     return Softmax.apply(input, dim=dim)
 
 
 def log_softmax(input, dim):
     _check_dim("log_softmax", input, dim)
+    if input.ndim == 0:
+        return LogSoftmax.apply(input.reshape(1), dim=0).reshape(())
     return LogSoftmax.apply(input, dim=dim)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import get_array_module
+from ..errors import ArgumentError, ShapeError
 from ..tensor import Tensor
 from . import cpu_kernels
 
@@ -190,18 +191,18 @@ def _array(value):
 
 def _check_arguments(input, running_mean, running_var, weight, bias, training, momentum):
     if input.ndim < 2:
-        raise ValueError(f"batch_norm: expected input of shape (N, C), (N, C, L) or (N, C, H, W), "
+        raise ShapeError(f"batch_norm: expected input of shape (N, C), (N, C, L) or (N, C, H, W), "
                          f"got shape {tuple(input.shape)}")
     channels = input.shape[1]
     for name, value in (("running_mean", running_mean), ("running_var", running_var),
                         ("weight", weight), ("bias", bias)):
         if value is not None and tuple(value.shape) != (channels,):
-            raise ValueError(f"batch_norm: expected {name} of shape ({channels},) for input of shape "
+            raise ShapeError(f"batch_norm: expected {name} of shape ({channels},) for input of shape "
                              f"{tuple(input.shape)} with {channels} channels, got shape {tuple(value.shape)}")
     if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
+        raise ArgumentError("batch_norm: pass both running_mean and running_var, or neither")
     if not training and running_mean is None:
-        raise ValueError("batch_norm: evaluation mode (training=False) needs running_mean and running_var")
+        raise ArgumentError("batch_norm: evaluation mode (training=False) needs running_mean and running_var")
     if training and _array(input).size // channels <= 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {tuple(input.shape)}")

@@ -20,13 +20,14 @@ output (OC, N, OH, OW) -> (N, OC, OH, OW) and of its gradient.
 from .. import amp
 from ..autograd import Function
 from ..backend import get_array_module
+from ..errors import ArgumentError, DTypeError, ShapeError
 
 
 def pair(value, name, op):
     """``value`` as a pair of ints (an int stands for both height and width)."""
     pair_ = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair_) != 2 or not all(isinstance(v, int) for v in pair_):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        raise ShapeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     return pair_
 
 
@@ -181,9 +182,9 @@ def _padding(padding, kernel_size, stride, dilation):
         if padding == "valid":
             return (0, 0, 0, 0)
         if padding != "same":
-            raise ValueError(f"conv2d: unknown padding {padding!r}; valid strings are 'valid' and 'same'")
+            raise ArgumentError(f"conv2d: unknown padding {padding!r}; valid strings are 'valid' and 'same'")
         if stride != (1, 1):
-            raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions (stride={stride})")
+            raise ArgumentError(f"conv2d: padding='same' is not supported for strided convolutions (stride={stride})")
         sides = []
         for k, d in zip(kernel_size, dilation):
             total = d * (k - 1)
@@ -191,31 +192,31 @@ def _padding(padding, kernel_size, stride, dilation):
         return tuple(sides)
     ph, pw = pair(padding, "padding", "conv2d")
     if ph < 0 or pw < 0:
-        raise ValueError(f"conv2d: padding must be non-negative, got {padding!r}")
+        raise ArgumentError(f"conv2d: padding must be non-negative, got {padding!r}")
     return (ph, ph, pw, pw)
 
 
 def _check_conv_shapes(input, weight, bias, groups):
     if input.ndim != 4:
-        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got input of shape {tuple(input.shape)}")
+        raise ShapeError(f"conv2d: expected a 4-D input (N, C, H, W), got input of shape {tuple(input.shape)}")
     if weight.ndim != 4:
-        raise ValueError(
+        raise ShapeError(
             f"conv2d: expected a 4-D weight (out_channels, in_channels/groups, KH, KW), "
             f"got weight of shape {tuple(weight.shape)}")
     if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+        raise ArgumentError(f"conv2d: groups must be a positive int, got {groups!r}")
     out_channels, group_channels = weight.shape[:2]
     if out_channels % groups:
-        raise ValueError(f"conv2d: out_channels ({out_channels}) must be divisible by groups ({groups})")
+        raise ShapeError(f"conv2d: out_channels ({out_channels}) must be divisible by groups ({groups})")
     if input.shape[1] != group_channels * groups:
-        raise ValueError(
+        raise ShapeError(
             f"conv2d: weight of shape {tuple(weight.shape)} expects input with {group_channels * groups} "
             f"channels, got input of shape {tuple(input.shape)}" + (f" (groups={groups})" if groups > 1 else ""))
     if bias is not None and tuple(bias.shape) != (out_channels,):
-        raise ValueError(f"conv2d: bias must have shape ({out_channels},), got {tuple(bias.shape)}")
+        raise ShapeError(f"conv2d: bias must have shape ({out_channels},), got {tuple(bias.shape)}")
     for name, tensor in (("weight", weight), ("bias", bias)):
         if tensor is not None and tensor.dtype != input.dtype:
-            raise TypeError(f"conv2d: input is {input.dtype} but {name} is {tensor.dtype}; convert one of them")
+            raise DTypeError(f"conv2d: input is {input.dtype} but {name} is {tensor.dtype}; convert one of them")
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -227,14 +228,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     _check_conv_shapes(input, weight, bias, groups)
     stride, dilation = pair(stride, "stride", "conv2d"), pair(dilation, "dilation", "conv2d")
     if min(stride) < 1 or min(dilation) < 1:
-        raise ValueError(f"conv2d: stride and dilation must be positive, got stride={stride}, dilation={dilation}")
+        raise ArgumentError(f"conv2d: stride and dilation must be positive, got stride={stride}, dilation={dilation}")
     kernel_size = tuple(weight.shape[2:])
     pads = _padding(padding, kernel_size, stride, dilation)
     h, w = input.shape[2:]
     oh = output_size(h, kernel_size[0], stride[0], pads[0], pads[1], dilation[0])
     ow = output_size(w, kernel_size[1], stride[1], pads[2], pads[3], dilation[1])
     if oh <= 0 or ow <= 0:
-        raise ValueError(
+        raise ShapeError(
             f"conv2d: input of shape {tuple(input.shape)} is too small for kernel {kernel_size} with "
             f"padding {padding!r}, dilation {dilation}: the output would be {oh}x{ow}")
     return Conv2d.apply(input, weight, bias, stride=stride, padding=pads, dilation=dilation, groups=groups)

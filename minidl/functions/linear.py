@@ -1,6 +1,7 @@
 """The fully connected layer as one op: y = x W^T + b."""
 from .. import amp
 from ..autograd import Function
+from ..errors import DTypeError, ShapeError
 
 
 class Linear(Function):
@@ -37,18 +38,18 @@ class Linear(Function):
 
 def _check_shapes(input, weight, bias):
     if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+        raise ShapeError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(
+        raise ShapeError(
             f"linear: weight of shape {tuple(weight.shape)} expects input with {weight.shape[1]} features "
             f"in its last dim, got input of shape {tuple(input.shape)}"
         )
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},) to match weight of shape "
+        raise ShapeError(f"linear: bias must have shape ({weight.shape[0]},) to match weight of shape "
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
     dtypes = {a.dtype for a in (input, weight, bias) if a is not None}
     if len(dtypes) > 1:
-        raise TypeError(f"linear: input ({input.dtype}), weight ({weight.dtype})"
+        raise DTypeError(f"linear: input ({input.dtype}), weight ({weight.dtype})"
                         + ("" if bias is None else f" and bias ({bias.dtype})")
                         + " must have the same dtype; convert with .float() or .double()")
 

@@ -7,6 +7,7 @@ flattened into rows, so the math below is written for rows i and classes c.
 """
 from ..autograd import Function
 from ..backend import get_array_module
+from ..errors import ArgumentError, DTypeError, ShapeError
 from ..tensor import Tensor
 from .activation import log_softmax_array
 
@@ -184,7 +185,7 @@ def _check_classification(name, input, target, weight, reduction, ignore_index):
     if input.ndim == 0:
         raise ValueError(f"{name}: input must have a class dimension, got a 0-d input")
     if target.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected integer class indices as target (e.g. minidl.int64), got dtype "
+        raise DTypeError(f"{name}: expected integer class indices as target (e.g. minidl.int64), got dtype "
                         f"{target.dtype}; minidl does not support class-probability targets")
     classes = input.shape[0] if input.ndim == 1 else input.shape[1]
     expected = () if input.ndim == 1 else (input.shape[0],) + tuple(input.shape[2:])
@@ -192,7 +193,7 @@ def _check_classification(name, input, target, weight, reduction, ignore_index):
         raise ValueError(f"{name}: input of shape {tuple(input.shape)} expects target of shape {expected}, "
                          f"got {tuple(target.shape)}")
     if weight is not None and tuple(weight.shape) != (classes,):
-        raise ValueError(f"{name}: weight must have one entry per class, shape ({classes},), "
+        raise ShapeError(f"{name}: weight must have one entry per class, shape ({classes},), "
                          f"got {tuple(weight.shape)}")
     valid = (target == ignore_index) | ((target >= 0) & (target < classes))
     if target.size and not bool(xp.all(valid)):
@@ -211,7 +212,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     target, weight = _array(target), _array(weight)
     _check_classification("cross_entropy", input, target, weight, reduction, ignore_index)
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+        raise ArgumentError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     return CrossEntropy.apply(input, target=target, weight=weight, ignore_index=ignore_index,
                               reduction=reduction, label_smoothing=label_smoothing)
 
@@ -228,6 +229,6 @@ def mse_loss(input, target, reduction="mean"):
     if reduction not in REDUCTIONS:
         raise ValueError(f"mse_loss: unknown reduction {reduction!r}; valid values are 'mean', 'sum', 'none'")
     if tuple(input.shape) != tuple(target.shape):
-        raise ValueError(f"mse_loss: input of shape {tuple(input.shape)} and target of shape "
+        raise ShapeError(f"mse_loss: input of shape {tuple(input.shape)} and target of shape "
                          f"{tuple(target.shape)} must have the same shape")
     return MSELoss.apply(input, target, reduction=reduction)

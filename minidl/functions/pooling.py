@@ -4,11 +4,12 @@ Max and average pooling loop over the KH*KW kernel offsets, never over pixels:
 for offset (i, j) the strided slice ``x_padded[:, :, i*dilation::stride, j*dilation::stride]``
 (cut to OH x OW) holds, for every output position at once, the one input each
 window reads at that offset.  Backward adds the gradient back through the same
-slices.  Adaptive average pooling is a linear map along each spatial axis, so it
-is two small matrix products (or a reshape + mean when the sizes divide).
+slices.  Adaptive average pooling takes the mean of each window, one axis at a time (a reshape +
+mean when the sizes divide).
 """
 from ..autograd import Function
 from ..backend import get_array_module
+from ..errors import ArgumentError, ShapeError, UnsupportedDTypeError
 from .conv import pad_spatial, pair, window_slice
 
 
@@ -144,21 +145,19 @@ class AvgPool2d(Function):
         return _crop(grad, self.pads, self.input_shape)
 
 
-def adaptive_pool_matrix(xp, in_size, out_size, dtype):
-    """A (out, in): row i averages inputs floor(i*in/out) .. ceil((i+1)*in/out) - 1, PyTorch's windows."""
-    i = xp.arange(out_size)
-    start = (i * in_size) // out_size
-    end = -((-(i + 1) * in_size) // out_size)  # ceil division
-    j = xp.arange(in_size)
-    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
-    return (inside / (end - start)[:, None]).astype(dtype)
+def adaptive_windows(in_size, out_size):
+    """PyTorch's adaptive windows along one axis: output i averages inputs
+    floor(i*in/out) .. ceil((i+1)*in/out) - 1, as (start, end) pairs."""
+    return [((i * in_size) // out_size, -((-(i + 1) * in_size) // out_size)) for i in range(out_size)]
 
 
 class AdaptiveAvgPool2d(Function):
-    """y = A_h @ x @ A_w^T per (n, c), A the averaging matrices of adaptive_pool_matrix.
+    """y[n, c, i, j] = mean of x[n, c, rows_i, cols_j] over PyTorch's adaptive windows.
 
-    dL/dx = A_h^T @ g @ A_w.  When OH divides H and OW divides W every window is
-    (H/OH, W/OW): y is a reshape + mean, and dL/dx spreads g / (kh*kw) over each window.
+    dL/dx[rows_i, cols_j] += g[i, j] / (len(rows_i) * len(cols_j)) (windows may overlap by one).
+    When OH divides H and OW divides W every window is (H/OH, W/OW): y is a reshape + mean,
+    and dL/dx spreads g / (kh*kw) over each window. Otherwise the mean is taken one axis at a
+    time, window by window, so a NaN reaches only the outputs whose windows contain it.
     """
 
     def forward(self, x, output_size=(1, 1)):
@@ -170,9 +169,9 @@ class AdaptiveAvgPool2d(Function):
         self.channels_last = not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
         if self.divisible:
             return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
-        self.a_h = adaptive_pool_matrix(xp, h, oh, x.dtype)
-        self.a_w = adaptive_pool_matrix(xp, w, ow, x.dtype)
-        return xp.matmul(xp.matmul(self.a_h, x), self.a_w.T)
+        self.rows, self.cols = adaptive_windows(h, oh), adaptive_windows(w, ow)
+        by_rows = xp.stack([x[:, :, a:b].mean(axis=2) for a, b in self.rows], axis=2)
+        return xp.stack([by_rows[:, :, :, a:b].mean(axis=3) for a, b in self.cols], axis=3)
 
     def backward(self, g):
         xp = get_array_module(g)
@@ -186,12 +185,18 @@ class AdaptiveAvgPool2d(Function):
                 return grad.transpose(0, 3, 1, 2)
             share = (g / (kh * kw))[:, :, :, None, :, None]
             return xp.broadcast_to(share, (n, c, oh, kh, ow, kw)).reshape(n, c, h, w)
-        return xp.matmul(xp.matmul(self.a_h.T, g), self.a_w)
+        by_rows = xp.zeros((n, c, oh, w), dtype=g.dtype)
+        for j, (a, b) in enumerate(self.cols):
+            by_rows[:, :, :, a:b] += g[:, :, :, j:j + 1] / (b - a)
+        grad = xp.zeros((n, c, h, w), dtype=g.dtype)
+        for i, (a, b) in enumerate(self.rows):
+            grad[:, :, a:b] += by_rows[:, :, i:i + 1] / (b - a)
+        return grad
 
 
 def _check_input(op, input):
     if input.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got input of shape {tuple(input.shape)}")
+        raise ShapeError(f"{op}: expected a 4-D input (N, C, H, W), got input of shape {tuple(input.shape)}")
 
 
 def _pool_geometry(op, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
@@ -201,14 +206,14 @@ def _pool_geometry(op, input, kernel_size, stride, padding, dilation=1, ceil_mod
     stride = kernel_size if stride is None or stride == () else pair(stride, "stride", op)
     padding, dilation = pair(padding, "padding", op), pair(dilation, "dilation", op)
     if min(kernel_size) < 1 or min(stride) < 1 or min(dilation) < 1:
-        raise ValueError(f"{op}: kernel_size, stride and dilation must be positive, got {kernel_size}, "
+        raise ArgumentError(f"{op}: kernel_size, stride and dilation must be positive, got {kernel_size}, "
                          f"{stride} and {dilation}")
     if min(padding) < 0 or any(2 * p > k for p, k in zip(padding, kernel_size)):
-        raise ValueError(f"{op}: padding must be between 0 and half the kernel size, got padding={padding} "
+        raise ArgumentError(f"{op}: padding must be between 0 and half the kernel size, got padding={padding} "
                          f"for kernel_size={kernel_size}")
     out_hw, _ = pool_layout(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     if min(out_hw) <= 0:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} is too small for kernel_size={kernel_size} "
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} is too small for kernel_size={kernel_size} "
                          f"with padding={padding}, dilation={dilation}: the output would be "
                          f"{out_hw[0]}x{out_hw[1]}")
     return kernel_size, stride, padding, dilation
@@ -233,7 +238,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=Tru
     kernel_size, stride, padding, _ = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding,
                                                      ceil_mode=ceil_mode)
     if divisor_override is not None and (not isinstance(divisor_override, int) or divisor_override <= 0):
-        raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
+        raise ArgumentError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
     return AvgPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=bool(ceil_mode),
                            count_include_pad=bool(count_include_pad), divisor_override=divisor_override)
 
@@ -241,10 +246,13 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=Tru
 def adaptive_avg_pool2d(input, output_size):
     """Average pooling to a fixed (OH, OW) whatever the input size; None keeps that input dimension."""
     _check_input("adaptive_avg_pool2d", input)
+    if input.dtype.kind not in "f":
+        raise UnsupportedDTypeError(f'"adaptive_avg_pool2d" not implemented for {input.dtype}: '
+                                    "convert the input with .float() first")
     sizes = (output_size, output_size) if output_size is None or isinstance(output_size, int) else tuple(output_size)
     if len(sizes) != 2:
-        raise ValueError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got {output_size!r}")
+        raise ShapeError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got {output_size!r}")
     sizes = tuple(input.shape[2 + axis] if size is None else size for axis, size in enumerate(sizes))
     if not all(isinstance(s, int) and s > 0 for s in sizes):
-        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive ints, got {output_size!r}")
+        raise ArgumentError(f"adaptive_avg_pool2d: output_size must be positive ints, got {output_size!r}")
     return AdaptiveAvgPool2d.apply(input, output_size=sizes)

@@ -69,9 +69,11 @@ class Max(Function):
     PyTorch's ``amax`` and full ``max()``).
     """
 
+    reduce = "max"  # the array method that reduces: Min sets "min"
+
     def forward(self, x, dim=None, keepdim=False):
         self.axes, self.keepdim = normalize_dims(dim, x.ndim), keepdim
-        y = x.max(axis=self.axes, keepdims=True)
+        y = getattr(x, self.reduce)(axis=self.axes, keepdims=True)
         self.is_max = x == y
         return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in self.axes])
 
@@ -81,6 +83,12 @@ class Max(Function):
         return (g / ties) * self.is_max
 
 
+class Min(Max):
+    """y = min of x over axes.   dL/dx = g shared equally among the positions holding the minimum."""
+
+    reduce = "min"
+
+
 class MaxAlongDim(Function):
     """values = max of x along one dim, with the arg-max indices.
 
@@ -88,35 +96,53 @@ class MaxAlongDim(Function):
     per slice, as PyTorch's ``max(dim)``).
     """
 
+    arg = "argmax"  # MinAlongDim sets "argmin"
+
     def forward(self, x, dim=0, keepdim=False):
         xp = get_array_module(x)
-        self.dim, self.keepdim, self.shape = dim % x.ndim, keepdim, x.shape
-        self.indices = xp.expand_dims(x.argmax(axis=self.dim), self.dim)
+        self.dim, self.keepdim, self.shape = dim % max(x.ndim, 1), keepdim, x.shape
+        if x.ndim == 0:
+            self.indices = None
+            return x.copy()
+        self.indices = xp.expand_dims(getattr(x, self.arg)(axis=self.dim), self.dim)
         values = xp.take_along_axis(x, self.indices, axis=self.dim)
         return values if keepdim else values.squeeze(self.dim)
 
     def backward(self, g):
         xp = get_array_module(g)
+        if self.indices is None:
+            return g
         grad = xp.zeros(self.shape, dtype=g.dtype)
         g = g if self.keepdim else xp.expand_dims(g, self.dim)
         xp.put_along_axis(grad, self.indices, g, axis=self.dim)
         return grad
 
 
+class MinAlongDim(MaxAlongDim):
+    """values = min of x along one dim.   dL/dx = g scattered to the arg-min of each slice."""
+
+    arg = "argmin"
+
+
 class Var(Function):
     """y = sum((x - mean)^2) / (n - correction) over axes.
 
     dL/dx = g * 2 (x - mean) / (n - correction); the mean's own dependence on x
-    contributes nothing because sum(x - mean) = 0.
+    contributes nothing because sum(x - mean) = 0.  When correction >= n the divisor
+    is 0, as in PyTorch: y is inf (nan where all values are equal).
     """
 
     def forward(self, x, dim=None, keepdim=False, correction=1):
+        xp = get_array_module(x)
         self.axes, self.keepdim = normalize_dims(dim, x.ndim), keepdim
         self.centered = x - x.mean(axis=self.axes, keepdims=True)
         self.denominator = max(reduced_count(x.shape, self.axes) - correction, 0)
         squares = (self.centered * self.centered).sum(axis=self.axes, keepdims=keepdim)
-        return squares / self.denominator if self.denominator else squares * float("nan")
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            return squares / x.dtype.type(self.denominator)
 
     def backward(self, g):
+        xp = get_array_module(g)
         g = expand_reduced(g, self.axes, self.keepdim)
-        return g * (2 / self.denominator) * self.centered if self.denominator else g * self.centered * float("nan")
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            return g * (2 / g.dtype.type(self.denominator)) * self.centered

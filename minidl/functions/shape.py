@@ -1,5 +1,5 @@
-"""Ops that move elements without changing them: reshape, permute, indexing,
-cat, stack, pad, expand.
+"""Ops that move elements without changing them: reshape, permute, cat, stack, pad,
+expand (indexing is in indexing.py).
 
 Each backward routes every output gradient back to the input element it came
 from: reshape the gradient back, apply the inverse permutation, scatter into
@@ -9,6 +9,7 @@ sum over expanded axes.
 from ..autograd import Function
 from ..backend import get_array_module
 from .arithmetic import unbroadcast
+from .indexing import GetItem  # noqa: F401  (x[index] lives in indexing.py; kept importable from here)
 
 
 class Reshape(Function):
@@ -45,38 +46,6 @@ class Expand(Function):
 
     def backward(self, g):
         return unbroadcast(g, self.shape)
-
-
-def _picks_each_element_once(index):
-    """True for ints, slices, None, Ellipsis and boolean masks: no input element is picked twice,
-    so the backward can write the gradient instead of adding it."""
-    parts = index if isinstance(index, tuple) else (index,)
-    return all(p is None or p is Ellipsis or isinstance(p, (int, slice))
-               or getattr(p, "dtype", None) == bool for p in parts)
-
-
-class GetItem(Function):
-    """y = x[index].
-
-    dL/dx = zeros with g written (basic slicing) or added (advanced indexing,
-    where an element may be picked more than once) at the indexed positions.
-    """
-
-    def forward(self, x, index=None):
-        self.shape, self.index = x.shape, index
-        return x[index]
-
-    def backward(self, g):
-        xp = get_array_module(g)
-        grad = xp.zeros(self.shape, dtype=g.dtype)
-        if _picks_each_element_once(self.index):
-            grad[self.index] = g
-        elif xp.__name__ == "numpy":
-            xp.add.at(grad, self.index, g)  # unbuffered: a repeated index adds each time
-        else:
-            import cupyx
-            cupyx.scatter_add(grad, self.index, g)
-        return grad
 
 
 class Cat(Function):

@@ -48,10 +48,10 @@ class _BatchNorm(Module):
         if input.ndim not in self._input_ranks:
             ranks = " or ".join(f"{r}-D" for r in self._input_ranks)
             raise self._input_error(f"expected {ranks} input of shape {self._layout}, "
-                                    f"got {input.ndim}-D input of shape {input.shape}")
+                                    f"got {input.ndim}-D input of shape {tuple(input.shape)}")
         if input.shape[1] != self.num_features:
             raise self._input_error(f"expected input with {self.num_features} channels "
-                                    f"(shape {self._layout}), got {input.shape}")
+                                    f"(shape {self._layout}), got {tuple(input.shape)}")
 
     def forward(self, input):
         """PyTorch's rule: while training, count the batch and update the running statistics

@@ -58,10 +58,10 @@ class Conv2d(Module):
     def forward(self, input):
         if input.ndim != 4:
             raise self._input_error(f"expected 4-D input of shape (N, {self.in_channels}, H, W), "
-                                    f"got {input.ndim}-D input of shape {input.shape}")
+                                    f"got {input.ndim}-D input of shape {tuple(input.shape)}")
         if input.shape[1] != self.in_channels:
             raise self._input_error(f"expected input with {self.in_channels} channels "
-                                    f"(shape (N, {self.in_channels}, H, W)), got {input.shape}")
+                                    f"(shape (N, {self.in_channels}, H, W)), got {tuple(input.shape)}")
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):

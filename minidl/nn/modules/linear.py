@@ -29,7 +29,7 @@ class Linear(Module):
     def forward(self, input):
         if input.ndim == 0 or input.shape[-1] != self.in_features:
             raise self._input_error(f"expected input with {self.in_features} in-features "
-                                    f"(shape (*, {self.in_features})), got {input.shape}")
+                                    f"(shape (*, {self.in_features})), got {tuple(input.shape)}")
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self):

@@ -416,7 +416,7 @@ class Module:
             array = _as_numpy(state_dict[key], key)
             if array.shape != tensor.shape:
                 mismatches.append(f"size mismatch for {key}: copying a param with shape {array.shape} from "
-                                  f"checkpoint, the shape in current model is {tensor.shape}.")
+                                  f"checkpoint, the shape in current model is {tuple(tensor.shape)}.")
             arrays[key] = array
         errors = mismatches
         if strict:

@@ -11,7 +11,7 @@ from ...tensor import Tensor
 def _shape_of(output):
     """The output's shape with the batch dimension shown as None, as Keras prints it."""
     if isinstance(output, Tensor):
-        return str((None,) + output.shape[1:]) if output.ndim else "()"
+        return str((None,) + tuple(output.shape[1:])) if output.ndim else "()"
     if isinstance(output, (tuple, list)):
         return ", ".join(_shape_of(item) for item in output)
     return type(output).__name__
