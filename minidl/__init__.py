@@ -46,6 +46,6 @@ def is_tensor(obj):
 def __getattr__(name):
     # Submodules that import much (nn, optim, data, models, cuda) load on first use.
     import importlib
-    if name in ("nn", "optim", "data", "models", "train", "cuda", "amp", "utils"):
+    if name in ("nn", "optim", "data", "models", "train", "cuda", "amp", "utils", "distributed"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'minidl' has no attribute {name!r}")

@@ -15,7 +15,8 @@ from .dataset import ArrayDataset, Dataset, InMemoryDataset, Subset, random_spli
 from .download import ChecksumError, DatasetNotFoundError, download_url
 from .fake import FakeData
 from .mnist import MNIST, FashionMNIST
+from .sampler import DistributedSampler
 
 __all__ = ["ArrayDataset", "CIFAR10", "CIFAR100", "ChecksumError", "DataLoader", "Dataset", "DatasetNotFoundError",
-           "FakeData", "FashionMNIST", "MNIST", "Subset", "download_url", "random_split", "random_subset",
-           "train_val_split", "transforms"]
+           "DistributedSampler", "FakeData", "FashionMNIST", "MNIST", "Subset", "download_url", "random_split",
+           "random_subset", "train_val_split", "transforms"]

@@ -32,13 +32,19 @@ class DataLoader:
         seed: seeds every epoch's generator together with the epoch number.
         prefetch: how many batches a background thread prepares ahead (0: none, no thread).
         device: move each batch there before the transform (e.g. "cuda" to augment on the GPU).
+        sampler: the indices of each epoch instead of the loader's own order (e.g. this process's
+            share, ``DistributedSampler``); the loader sets its epoch (``sampler.set_epoch``)
+            before each iteration. Exclusive with ``shuffle``. With a sampler of several
+            replicas, each process's augmentations come from ``(seed, epoch, rank)``.
 
     ``len(loader)`` is the number of batches per epoch.  Each ``iter()`` runs the epoch set
     by ``set_epoch`` (or the one after the previous iteration), then advances to the next.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, transform=None, seed=None,
-                 prefetch=2, device=None):
+                 prefetch=2, device=None, sampler=None):
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         if batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be at least 1, got {batch_size}")
         if prefetch < 0:
@@ -48,10 +54,11 @@ class DataLoader:
         self.transform, self.prefetch = transform, int(prefetch)
         self.device = Device(device) if device is not None else None
         self.seed = int(seed) if seed is not None else int(minidl_random.generator().integers(2**63))
+        self.sampler = sampler
         self.epoch = 0  # the epoch the next iteration runs
 
     def __len__(self):
-        full, rest = divmod(len(self.dataset), self.batch_size)
+        full, rest = divmod(len(self.dataset) if self.sampler is None else len(self.sampler), self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
     def set_epoch(self, epoch):
@@ -66,16 +73,23 @@ class DataLoader:
 
     def epoch_generator(self, epoch):
         """The generator all of ``epoch``'s randomness comes from."""
+        if getattr(self.sampler, "num_replicas", 1) > 1:  # each process its own augmentations
+            return np.random.default_rng([self.seed, epoch, self.sampler.rank])
         return np.random.default_rng([self.seed, epoch])
 
     def batch_indices(self, generator):
         """The index arrays of one epoch's batches (the first draw of the epoch is the shuffle)."""
-        n = len(self.dataset)
-        order = generator.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        else:
+            n = len(self.dataset)
+            order = generator.permutation(n) if self.shuffle else np.arange(n)
         return [order[start:start + self.batch_size] for start in range(0, len(self) * self.batch_size,
                                                                           self.batch_size)]
 
     def __iter__(self):
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(self.epoch)
         generator = self.epoch_generator(self.epoch)
         self.epoch += 1
         batches = (self._make_batch(indices, generator) for indices in self.batch_indices(generator))

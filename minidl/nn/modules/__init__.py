@@ -8,3 +8,4 @@ from .linear import Flatten, Identity, Linear
 from .loss import CrossEntropyLoss, MSELoss, NLLLoss
 from .module import LayerInputError, Module
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .sync_batchnorm import SyncBatchNorm
