@@ -62,7 +62,7 @@ def parse_args(argv=None):
 
 def limit_blas_threads(threads):
     # Read by OpenBLAS/MKL/OpenMP when NumPy loads them, so set before the first `import numpy`.
-    # MINIDL_NUM_THREADS: the threads minidl's CPU ops split a batch over (minidl/functions/cpu_threads.py)
+    # MINIDL_NUM_THREADS: the threads minidl's CPU ops split a batch over (minidl/backends/cpu/threads.py)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIDL_NUM_THREADS"):
         os.environ.setdefault(name, str(threads))
 

@@ -8,7 +8,7 @@ The public API follows PyTorch's names and semantics::
     loss.backward()
     x.grad  # tensor([[2., 4.]])
 """
-from . import autograd, cpu_allocator, dtypes, errors, random
+from . import autograd, dtypes, errors, random
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import device
 from .creation import (arange, as_tensor, cat, concatenate, empty, empty_like, from_numpy, full, full_like, ones,
@@ -19,9 +19,9 @@ from .random import get_rng_state, manual_seed, seed, set_rng_state
 from .size import Size
 from .tensor import Tensor, where
 
-__version__ = "0.1.0"
+from .backends import cpu as _cpu_backend  # registers the CPU's fast implementations (backends/cpu/)
 
-cpu_allocator.configure()
+__version__ = "0.1.0"
 
 
 def _tensor_function(name):

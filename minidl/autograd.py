@@ -19,7 +19,7 @@ The whole engine is two ideas:
 import contextlib
 import threading
 
-from .backends.registry import choose
+from .backends.registry import choose, choose_function
 
 _state = threading.local()
 
@@ -209,7 +209,7 @@ def backward(root, grad_output, retain_graph=False):
                     accumulated.add(id(tensor))
             if tensor._ctx is not None:
                 previous = pending.get(tensor._ctx)
-                pending[tensor._ctx] = input_grad if previous is None else _add_gradients(previous, input_grad)
+                pending[tensor._ctx] = input_grad if previous is None else _sum_gradients(previous, input_grad)
         if hooked_uses:
             _count_down_uses(fn, hooked_uses, accumulated)
         if not retain_graph:
@@ -242,11 +242,15 @@ def run_post_accumulate_grad_hooks(tensor):
         hook(tensor)
 
 
-def _add_gradients(a, b):
-    """a + b, a new array (either may be shared with another branch).  Where a residual branch meets
-    its shortcut these are activation-sized, so big NumPy arrays are split across the CPU's threads."""
-    from .functions import cpu_threads  # imported here: the functions package imports this module
-    return cpu_threads.add(a, b)
+def add_gradients(a, b):
+    """a + b, a new array (either may be shared with another branch): the gradient of a tensor that
+    several ops consumed.  Where a residual branch meets its shortcut these are activation-sized; a
+    backend may register a faster twin (``registry.register_function``)."""
+    return a + b
+
+
+def _sum_gradients(a, b):
+    return choose_function(add_gradients, (a, b))(a, b)
 
 
 def _check_saved_inputs_unchanged(fn):

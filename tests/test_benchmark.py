@@ -42,8 +42,11 @@ def test_benchmark_compares_the_same_network_in_both_frameworks(mode, capsys):
 def test_profile_lists_the_convolutions_forward_and_backward():
     result = load_benchmark().main(["--model", "resnet20", "--batch-size", "2", "--steps", "1", "--warmup", "0",
                                     "--threads", "1", "--compare", "none", "--profile", "--profile-steps", "1"])
-    rows = {(row["op"], row["phase"]): row["calls_per_step"] for row in result["profile"]}
-    assert rows[("Conv2d", "forward")] == rows[("Conv2d", "backward")] == 21  # ResNet-20: 19 + 2 shortcuts
+    calls = {"forward": 0, "backward": 0}
+    for row in result["profile"]:  # rows are named by the class that ran: Conv2d or the CPU's Conv2dChannelsLast
+        if row["op"].startswith("Conv2d"):
+            calls[row["phase"]] += row["calls_per_step"]
+    assert calls["forward"] == calls["backward"] == 21  # ResNet-20: 19 + 2 shortcuts
 
 
 def test_blocks_need_the_comparison():

@@ -1,7 +1,8 @@
 """conv2d: finite differences, PyTorch parity, im2col/col2im, dtypes and error messages.
 
-On NumPy, conv2d with groups == 1 takes the channels-last CPU path (conv_cpu.py); the generic
-im2col path (the one CuPy runs) is tested on the CPU too, by switching the CPU path off.
+On NumPy, conv2d with groups == 1 takes the channels-last CPU path (minidl/backends/cpu/conv.py); the
+reference im2col path (the one every device can run) is tested on the CPU too, under
+``minidl.backends.reference()``.
 """
 import contextlib
 
@@ -38,21 +39,13 @@ def conv_cases(draw, max_size=6, max_batch=2, max_group_channels=2):
     )
 
 
-@contextlib.contextmanager
 def conv_path(path):
-    """Runs conv2d on the default path, or on the generic im2col path ("generic") for every groups."""
-    if path == "default":
-        yield
-        return
-    original = conv.uses_channels_last
-    conv.uses_channels_last = lambda xp, groups: False
-    try:
-        yield
-    finally:
-        conv.uses_channels_last = original
+    """Runs conv2d on the default path (the CPU's fast one, unless MINIDL_REFERENCE=1), or on the
+    reference im2col path ("reference")."""
+    return minidl.backends.reference() if path == "reference" else contextlib.nullcontext()
 
 
-PATHS = pytest.mark.parametrize("path", ["default", "generic"])
+PATHS = pytest.mark.parametrize("path", ["default", "reference"])
 
 
 def make_inputs(case):

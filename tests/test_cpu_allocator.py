@@ -1,11 +1,11 @@
-"""minidl.cpu_allocator: freed activation buffers stay in the heap instead of going back to the kernel."""
+"""minidl/backends/cpu/allocator.py: freed activation buffers stay in the heap instead of going back to the kernel."""
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from minidl import cpu_allocator
+from minidl.backends.cpu import allocator as cpu_allocator
 
 # Like a training step: allocates and fills ten 8 MiB arrays (ResNet-20 first-stage activations at batch
 # 128), then frees them all; 20 rounds.  Prints the minor page faults per round over the last 10: each

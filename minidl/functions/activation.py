@@ -8,11 +8,7 @@ subtracts a sum over that slice (the Jacobian is diag(y) - y y^T).
 
 from ..autograd import Function
 from ..backend import get_array_module
-from . import cpu_kernels
 from .elementwise import Sigmoid, Tanh
-
-
-FUSED_MIN_SIZE = 1 << 12  # below this the kernel call costs more than the pass
 
 
 class ReLU(Function):
@@ -20,23 +16,12 @@ class ReLU(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        if xp.__name__ == "numpy" and x.size >= FUSED_MIN_SIZE:
-            fused = cpu_kernels.relu(x)  # y and the mask in one pass (split across threads when large)
-            if fused is not None:
-                y, positive = fused
-                if self.recording:
-                    self.positive = positive  # one byte per element instead of keeping x or y
-                return y
         if self.recording:
-            self.positive = x > 0
+            self.positive = x > 0  # one byte per element instead of keeping x or y
         return xp.maximum(x, 0)
 
     def backward(self, g):
         xp = get_array_module(g)
-        if xp.__name__ == "numpy" and g.size >= FUSED_MIN_SIZE:
-            fused = cpu_kernels.relu_grad(g, self.positive)  # one pass (split across threads when large)
-            if fused is not None:
-                return fused
         return xp.where(self.positive, g, 0).astype(g.dtype, copy=False)
 
 

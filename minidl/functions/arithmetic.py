@@ -8,7 +8,6 @@ When an input was broadcast in the forward pass (a bias of shape (C,) added to
 from .. import amp
 from ..autograd import Function
 from ..backend import get_array_module
-from . import cpu_threads
 
 
 def unbroadcast(grad, shape):
@@ -31,7 +30,7 @@ class Add(Function):
 
     def forward(self, a, b):
         self.shapes = _shape(a), _shape(b)
-        return cpu_threads.add(a, b)  # big CPU arrays (a residual add): split across threads
+        return a + b
 
     def backward(self, g):
         grad_a = unbroadcast(g, self.shapes[0]) if self.needs_input_grad[0] else None

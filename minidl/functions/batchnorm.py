@@ -10,14 +10,12 @@ For each channel c, over the m = N*H*W values that share it:
 The forward computes y as x * scale + shift (scale = w * invstd, shift = b - mean * scale), so
 the only full-size array it makes besides y is one temporary for the variance; backward keeps
 x (which the graph holds anyway) and recomputes xhat from the saved per-channel mean and invstd.
+The CPU runs a faster twin on channels-last input (``minidl/backends/cpu/batchnorm.py``).
 """
-import numpy as np
-
 from ..autograd import Function
 from ..backend import get_array_module
 from ..errors import ArgumentError, ShapeError
 from ..tensor import Tensor
-from . import cpu_kernels
 
 
 class BatchNorm(Function):
@@ -35,8 +33,6 @@ class BatchNorm(Function):
     def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None,
                 training=False, momentum=0.1, eps=1e-5):
         xp = get_array_module(x)
-        if is_channels_last(x):
-            return self._forward_rows(x, weight, bias, running_mean, running_var, training, momentum, eps)
         axes = _reduced_axes(x)
         if training:
             mean, var = _batch_mean_and_var(x, axes)
@@ -56,8 +52,6 @@ class BatchNorm(Function):
         return y
 
     def backward(self, g):
-        if self.rows_path:
-            return self._backward_rows(g)
         x, axes = self.x, self.axes
         need_x, need_weight, need_bias = self.needs_input_grad
         sum_g = g.sum(axis=axes, keepdims=True)
@@ -81,61 +75,6 @@ class BatchNorm(Function):
         if need_bias:
             grad_bias = sum_g.reshape(-1)
         return grad_x, grad_weight, grad_bias
-
-    # Channels-last CPU input (N, C, H, W) with (N, H, W, C) memory, as the CPU convolution makes it:
-    # the same maths on the (N*H*W, C) matrix of rows, one fused pass per step (cpu_kernels.py).
-    rows_path = False
-
-    def _forward_rows(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
-        rows = channel_rows(x)
-        if training:
-            mean, var = cpu_kernels.column_mean_and_var(rows)
-            mean, var = mean.astype(x.dtype), var.astype(x.dtype)
-            if running_mean is not None:
-                _update_running_stats(running_mean, running_var, mean, var, momentum, len(rows))
-        else:
-            mean, var = running_mean.copy(), running_var
-        invstd = (1 / np.sqrt(var + eps)).astype(x.dtype)
-        scale = invstd if weight is None else invstd * weight
-        shift = -mean * scale if bias is None else bias - mean * scale
-        if self.recording:
-            self.rows_path, self.x, self.mean, self.invstd, self.weight = True, x, mean, invstd, weight
-            self.training = training
-        y = cpu_kernels.scale_shift(rows, scale, shift)
-        return y.reshape(x.shape[0], x.shape[2], x.shape[3], -1).transpose(0, 3, 1, 2)
-
-    def _backward_rows(self, g):
-        x, mean, invstd = self.x, self.mean, self.invstd
-        need_x, need_weight, need_bias = self.needs_input_grad
-        rows = channel_rows(x)
-        g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(rows.shape)
-        sum_g, sum_g_centred = cpu_kernels.grad_sums(g_rows, rows, mean)
-        sum_g_xhat = sum_g_centred * invstd
-        grad_x = None
-        if need_x:
-            scale = invstd if self.weight is None else invstd * self.weight
-            if self.training:  # g * scale - (scale / m) * (sum(g) + xhat * sum(g xhat)), xhat = (x - mean) * invstd
-                m = len(rows)
-                b, c = -scale * invstd * sum_g_xhat / m, -scale * sum_g / m
-            else:
-                b = c = np.zeros_like(scale)
-            grad_x = cpu_kernels.input_grad(g_rows, rows, mean, scale, b.astype(x.dtype), c.astype(x.dtype))
-            grad_x = grad_x.reshape(x.shape[0], x.shape[2], x.shape[3], -1).transpose(0, 3, 1, 2)
-        grad_weight = sum_g_xhat.astype(x.dtype) if need_weight else None
-        grad_bias = sum_g.astype(x.dtype) if need_bias else None
-        return grad_x, grad_weight, grad_bias
-
-
-def is_channels_last(x):
-    """A 4-D float32/float64 NumPy array whose memory is ordered (N, H, W, C) (its NHWC transpose is
-    contiguous): the input the rows path (and its numba kernels) handles."""
-    return (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)
-            and x.transpose(0, 2, 3, 1).flags.c_contiguous)
-
-
-def channel_rows(x):
-    """x (N, C, H, W) stored channels-last, as its (N*H*W, C) matrix of rows (a view)."""
-    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
 def _reduced_axes(x):

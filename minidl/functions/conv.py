@@ -16,6 +16,9 @@ forward and both halves of backward are each one large GEMM (BLAS is at its
 best on few large products).  It beat a per-sample batched matmul
 ``(N, C*KH*KW, OH*OW)`` on ResNet-20's layers; the price is one transpose of the
 output (OC, N, OH, OW) -> (N, OC, OH, OW) and of its gradient.
+
+This is the reference convolution, the one every device can run.  The CPU runs a faster twin
+in channels-last memory (``minidl/backends/cpu/conv.py``, see docs/backends.md).
 """
 from .. import amp
 from ..autograd import Function
@@ -92,19 +95,16 @@ class Conv2d(Function):
     As matrices, per group: Y (OC, N*OH*OW) = W (OC, C*KH*KW) @ cols + b, so with
     G = dL/dY reshaped the same way:
 
-        dL/dW = G @ cols^T
+        dL/dW = G @ cols^T          (cols rebuilt from x: keeping x costs 1/(KH*KW) of keeping cols)
         dL/dx = col2im(W^T @ G)
         dL/db = g summed over (N, OH, OW)
 
-    Under ``minidl.amp.autocast`` the three products run in bf16/fp16 with float32 accumulation
-    (on the generic path, which the GPU always takes).
+    Under ``minidl.amp.autocast`` the three products run in bf16/fp16 with float32 accumulation.
     """
 
     def forward(self, x, weight, bias, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
         xp = get_array_module(x)
         self.compute_dtype = amp.autocast_dtype()
-        if self.compute_dtype is None and uses_channels_last(xp, groups):
-            return self._forward_channels_last(x, weight, bias, stride, padding, dilation)
         n = x.shape[0]
         out_channels, _, kh, kw = weight.shape
         geometry = (kh, kw), stride, padding, dilation
@@ -120,60 +120,26 @@ class Conv2d(Function):
         if self.recording:
             self.geometry, self.groups, self.input_shape = geometry, groups, x.shape
             self.weight = weight if self.needs_input_grad[0] else None
-            self.cols = cols if self.needs_input_grad[1] else None
+            self.x = x if self.needs_input_grad[1] else None
         return y
 
     def backward(self, g):
         xp = get_array_module(g)
-        if self.channels_last:
-            return self._backward_channels_last(g)
-        groups, weight, cols = self.groups, self.weight, self.cols
-        out_channels = g.shape[1]
+        groups, out_channels = self.groups, g.shape[1]
         g_mat = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, out_channels // groups, -1)
         grad_x = grad_w = grad_b = None
         if self.needs_input_grad[0]:
-            w_mat = weight.reshape(groups, out_channels // groups, -1)
+            w_mat = self.weight.reshape(groups, out_channels // groups, -1)
             grad_cols = amp.matmul(w_mat.transpose(0, 2, 1), g_mat, self.compute_dtype)  # (G, C/G*KH*KW, N*OH*OW)
             grad_x = col2im(grad_cols.reshape(-1, g_mat.shape[2]), self.input_shape, *self.geometry)
         if self.needs_input_grad[1]:
+            cols = im2col(self.x, *self.geometry)
             cols = cols.reshape(groups, -1, cols.shape[1])
-            kh, kw = self.geometry[0]
-            grad_w = amp.matmul(g_mat, cols.transpose(0, 2, 1), self.compute_dtype).reshape(out_channels, -1, kh, kw)
+            grad_w = amp.matmul(g_mat, cols.transpose(0, 2, 1), self.compute_dtype)
+            grad_w = grad_w.reshape(out_channels, -1, *self.geometry[0])
         if self.needs_input_grad[2]:
             grad_b = g.sum(axis=(0, 2, 3))
         return grad_x, grad_w, grad_b
-
-    # The CPU path (minidl/functions/conv_cpu.py): same maths, channels-last memory, chunked im2col.
-    channels_last = False
-
-    def _forward_channels_last(self, x, weight, bias, stride, padding, dilation):
-        from . import conv_cpu
-        y, padded = conv_cpu.conv_forward(x, weight, bias, stride, padding, dilation)
-        if self.recording:
-            self.channels_last, self.geometry, self.input_shape = True, (stride, padding, dilation), x.shape
-            self.weight = weight if self.needs_input_grad[0] else None
-            # for dL/dW: x (the graph keeps it anyway) and, where the forward made one, its padded NHWC copy
-            self.x = x if self.needs_input_grad[1] else None
-            self.padded = padded if self.needs_input_grad[1] else None
-            self.weight_shape = weight.shape
-        return y
-
-    def _backward_channels_last(self, g):
-        from . import conv_cpu
-        stride, padding, dilation = self.geometry
-        grad_x = grad_w = grad_b = None
-        if self.needs_input_grad[0]:
-            grad_x = conv_cpu.conv_input_grad(g, self.weight, self.input_shape, stride, padding, dilation)
-        if self.needs_input_grad[1]:
-            grad_w = conv_cpu.conv_weight_grad(self.x, self.padded, g, self.weight_shape, stride, padding, dilation)
-        if self.needs_input_grad[2]:
-            grad_b = g.sum(axis=(0, 2, 3))
-        return grad_x, grad_w, grad_b
-
-
-def uses_channels_last(xp, groups):
-    """Whether Conv2d takes the CPU channels-last path (conv_cpu.py): NumPy arrays, no groups."""
-    return xp.__name__ == "numpy" and groups == 1
 
 
 def _padding(padding, kernel_size, stride, dilation):

@@ -166,7 +166,6 @@ class AdaptiveAvgPool2d(Function):
         oh, ow = output_size
         self.input_shape = x.shape
         self.divisible = h % oh == 0 and w % ow == 0
-        self.channels_last = not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
         if self.divisible:
             return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
         self.rows, self.cols = adaptive_windows(h, oh), adaptive_windows(w, ow)
@@ -179,10 +178,6 @@ class AdaptiveAvgPool2d(Function):
         oh, ow = g.shape[2:]
         if self.divisible:
             kh, kw = h // oh, w // ow
-            if self.channels_last:  # give the gradient the input's (N, H, W, C) memory order, as the CPU ops use
-                share = (g / (kh * kw)).transpose(0, 2, 3, 1)[:, :, None, :, None, :]
-                grad = xp.ascontiguousarray(xp.broadcast_to(share, (n, oh, kh, ow, kw, c))).reshape(n, h, w, c)
-                return grad.transpose(0, 3, 1, 2)
             share = (g / (kh * kw))[:, :, :, None, :, None]
             return xp.broadcast_to(share, (n, c, oh, kh, ow, kw)).reshape(n, c, h, w)
         by_rows = xp.zeros((n, c, oh, w), dtype=g.dtype)

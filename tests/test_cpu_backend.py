@@ -1,10 +1,11 @@
-"""The CPU fast paths against the plain NumPy paths they replace.
+"""minidl/backends/cpu against the reference ops they replace, in one process.
 
-conv_cpu.py (channels-last chunked convolution) against conv.py's generic im2col path; the numba
-kernels of cpu_kernels.py against their NumPy twins; BatchNorm's channels-last rows path against its
-generic path; cpu_threads' split ufuncs against one plain call.  Inputs include channels-last
-(non-contiguous NCHW) arrays, odd sizes, strides 2, 1x1 kernels, padding wider than the kernel and
-float64.
+Every class registered for the CPU is run against its reference (``helpers.fast_and_reference``):
+the channels-last convolution against functions/conv.py's im2col, BatchNorm's rows path, the fused
+ReLU, the threaded add and the channels-last adaptive pooling; the numba kernels against their NumPy
+twins; the threads' split ufuncs against one plain call.  Inputs include channels-last (non-contiguous
+NCHW) arrays, odd channel counts and sizes, strides 2, 1x1 kernels, padding wider than the kernel and
+float64.  The fast implementations are switched on here even under MINIDL_REFERENCE=1.
 """
 import threading
 from unittest import mock
@@ -14,9 +15,23 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import minidl
-from minidl.functions import conv, conv_cpu, cpu_kernels, cpu_threads
-from minidl.functions.batchnorm import batch_norm, is_channels_last
-from tests.helpers import assert_close
+from minidl.backends.cpu import conv as cpu_conv, conv_gemm, kernels as cpu_kernels, threads as cpu_threads
+from minidl.backends import registry
+from minidl.backends.cpu.activation import ReLUFused
+from minidl.backends.cpu.add import AddThreaded, add_gradients_threaded
+from minidl.backends.cpu.batchnorm import BatchNormChannelsLast, is_channels_last
+from minidl.backends.cpu.pooling import AdaptiveAvgPool2dChannelsLast
+from minidl.functions import conv
+from minidl.functions.batchnorm import batch_norm
+from tests.helpers import assert_close, fast_and_reference
+
+
+@pytest.fixture(autouse=True)
+def fast_implementations_on():
+    """The fast implementations run here whatever MINIDL_REFERENCE says (the references run inside
+    ``minidl.backends.reference()`` blocks)."""
+    with minidl.backends.reference(False):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +40,7 @@ def threads_even_for_small_arrays(monkeypatch):
     size thresholds the ops run on one thread, which test_small_ops_run_on_the_calling_thread checks)."""
     monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
     monkeypatch.setattr(cpu_threads, "PARALLEL_MIN_SIZE", 0)
-    monkeypatch.setattr(conv_cpu, "PARALLEL_MIN_COLS", 0)
+    monkeypatch.setattr(conv_gemm, "PARALLEL_MIN_COLS", 0)
 
 
 def channels_last_copy(array):
@@ -57,12 +72,12 @@ def conv_cases(draw):
                 out_channels=draw(st.integers(1, 4)), kernel=kernel, stride=stride, padding=padding,
                 dilation=dilation, bias=draw(st.booleans()), channels_last=draw(st.booleans()),
                 dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**16)),
-                row_shift_min_channels=draw(st.sampled_from([1, conv_cpu.ROW_SHIFT_MIN_CHANNELS])))
+                row_shift_min_channels=draw(st.sampled_from([1, cpu_conv.ROW_SHIFT_MIN_CHANNELS])))
 
 
 @settings(max_examples=40)
 @given(conv_cases())
-def test_channels_last_conv_matches_generic_path(case):
+def test_channels_last_conv_matches_the_reference(case):
     rng = np.random.default_rng(case["seed"])
     dtype = case["dtype"]
     x = rng.standard_normal(case["shape"]).astype(dtype)
@@ -71,14 +86,13 @@ def test_channels_last_conv_matches_generic_path(case):
     w = rng.standard_normal((case["out_channels"], case["shape"][1], *case["kernel"])).astype(dtype)
     b = rng.standard_normal(case["out_channels"]).astype(dtype) if case["bias"] else None
     params = {name: case[name] for name in ("stride", "padding", "dilation")}
-    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
-        y_plain = minidl.nn.functional.conv2d(leaf(x), leaf(w), None if b is None else leaf(b), **params).array
-    upstream = rng.standard_normal(y_plain.shape).astype(dtype)
-    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
-        expected = conv_and_grads(x, w, b, upstream, **params)
+    out_hw = [conv.output_size(size, k, s, p, p, d) for size, k, s, p, d in
+              zip(case["shape"][2:], case["kernel"], case["stride"], case["padding"], case["dilation"])]
+    upstream = rng.standard_normal((case["shape"][0], case["out_channels"], *out_hw)).astype(dtype)
     # the small channel counts drawn here take the row-shifted GEMMs only with the threshold lowered
-    with mock.patch.object(conv_cpu, "ROW_SHIFT_MIN_CHANNELS", case["row_shift_min_channels"]):
-        got = conv_and_grads(x, w, b, upstream, **params)
+    with mock.patch.object(cpu_conv, "ROW_SHIFT_MIN_CHANNELS", case["row_shift_min_channels"]):
+        got, expected = fast_and_reference(lambda: conv_and_grads(x, w, b, upstream, **params),
+                                           expect=[cpu_conv.Conv2dChannelsLast])
     assert got[0].transpose(0, 2, 3, 1).flags.c_contiguous, "the CPU path returns channels-last memory"
     tolerance = 1e-12 if dtype == np.float64 else 2e-5
     for name, a, e in zip(("output", "input grad", "weight grad", "bias grad"), got, expected):
@@ -93,7 +107,7 @@ def test_channels_last_conv_takes_channels_last_gradients_and_skips_unneeded_gra
     x, w = leaf(x_data, requires_grad=False), leaf(w_data)
     (minidl.nn.functional.conv2d(x, w, stride=2, padding=1) * minidl.tensor(upstream)).sum().backward()
     assert x.grad is None
-    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+    with minidl.backends.reference():
         w_plain = leaf(w_data)
         (minidl.nn.functional.conv2d(leaf(x_data), w_plain, stride=2, padding=1)
          * minidl.tensor(upstream)).sum().backward()
@@ -104,16 +118,16 @@ def test_channels_last_conv_takes_channels_last_gradients_and_skips_unneeded_gra
 def test_chunks_cover_every_image_once_with_a_small_chunk_size(monkeypatch, channels):
     """3 channels: im2col on a padded copy of the batch; 8 channels: row shifts, each chunk padded in a
     scratch array, no padded copy (conv_forward returns None, and the weight gradient starts from x)."""
-    monkeypatch.setattr(conv_cpu, "CHUNK_FLOATS", 50)  # one image per chunk
+    monkeypatch.setattr(conv_gemm, "CHUNK_FLOATS", 50)  # one image per chunk
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((5, channels, 4, 4)), rng.standard_normal((2, channels, 3, 3))
-    y, padded = conv_cpu.conv_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1))
-    assert (padded is None) == (channels >= conv_cpu.ROW_SHIFT_MIN_CHANNELS)
-    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+    y, padded = cpu_conv.conv_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1))
+    assert (padded is None) == (channels >= cpu_conv.ROW_SHIFT_MIN_CHANNELS)
+    with minidl.backends.reference():
         expected = minidl.nn.functional.conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).array
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(y.shape)
-    grad_w = conv_cpu.conv_weight_grad(x, padded, g, w.shape, (1, 1), (1, 1, 1, 1), (1, 1))
+    grad_w = cpu_conv.conv_weight_grad(x, padded, g, w.shape, (1, 1), (1, 1, 1, 1), (1, 1))
     cols = conv.im2col(x, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
     expected_w = (g.transpose(1, 0, 2, 3).reshape(2, -1) @ cols.T).reshape(w.shape)
     np.testing.assert_allclose(grad_w, expected_w, rtol=1e-12, atol=1e-12)
@@ -173,31 +187,33 @@ def test_column_mean_and_var_are_accurate_for_large_offsets(use_numba, numba_ker
 
 # ---------------------------------------------------------------- BatchNorm rows path
 @settings(max_examples=20)
-@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 5), st.integers(1, 5)),
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 7), st.integers(1, 5), st.integers(1, 5)),
        training=st.booleans(), affine=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 2**16))
-def test_batch_norm_on_channels_last_input_matches_generic_path(shape, training, affine, dtype, seed):
+def test_batch_norm_on_channels_last_input_matches_the_reference(shape, training, affine, dtype, seed):
     if training and shape[0] * shape[2] * shape[3] == 1:
         return  # one value per channel: training batch norm rejects it (tested in test_batchnorm.py)
     rng = np.random.default_rng(seed)
-    x_data = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+    x_data = channels_last_copy((rng.standard_normal(shape) * 2 + 1).astype(dtype))
     upstream = rng.standard_normal(shape).astype(dtype)
     channels = shape[1]
     weight_data = rng.standard_normal(channels).astype(dtype)
-    results = []
-    for x_array in (np.ascontiguousarray(x_data), channels_last_copy(x_data)):
-        x = leaf(x_array)
+
+    def run():
+        x = leaf(x_data)
         weight = leaf(weight_data) if affine else None
         bias = leaf(np.linspace(-1, 1, channels).astype(dtype)) if affine else None
         running = [np.linspace(0, 1, channels).astype(dtype), np.linspace(1, 2, channels).astype(dtype)]
         y = batch_norm(x, *running, weight, bias, training=training)
         (y * minidl.tensor(upstream)).sum().backward()
-        results.append([y.array, x.grad.array, *running] + ([weight.grad.array, bias.grad.array] if affine else []))
-    assert is_channels_last(results[1][0]) or shape[2] * shape[3] == 1
+        return [y.array, x.grad.array, *running] + ([weight.grad.array, bias.grad.array] if affine else [])
+
+    fast, reference = fast_and_reference(run, expect=[BatchNormChannelsLast])
+    assert is_channels_last(fast[0])
     tolerance = 1e-10 if dtype == np.float64 else 1e-4
-    for plain, fast in zip(*results):
-        assert fast.dtype == dtype
-        np.testing.assert_allclose(fast, plain, rtol=tolerance, atol=tolerance)
+    for got, expected in zip(fast, reference):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
 
 
 # ---------------------------------------------------------------- threads
@@ -282,10 +298,10 @@ def test_wide_stride1_convs_take_the_full_im2col_path_and_match(channels, dilati
     x = channels_last_copy(rng.standard_normal((3, channels, 7, 6)).astype(np.float32))
     w = rng.standard_normal((6, channels, 3, 3)).astype(np.float32)
     params = dict(padding=1, dilation=dilation)
-    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+    with minidl.backends.reference():
         y_plain = minidl.nn.functional.conv2d(leaf(x), leaf(w), **params).array
     upstream = rng.standard_normal(y_plain.shape).astype(np.float32)
-    with mock.patch.object(conv, "uses_channels_last", lambda xp, groups: False):
+    with minidl.backends.reference():
         expected = conv_and_grads(x, w, None, upstream, **params)
     for name, a, e in zip(("output", "input grad", "weight grad"), conv_and_grads(x, w, None, upstream, **params),
                           expected):
@@ -390,12 +406,12 @@ def test_adaptive_avg_pool_gradient_keeps_the_channels_last_layout(output_size):
 
 
 def test_row_shift_is_taken_for_narrow_layers_but_not_for_an_rgb_stem():
-    narrow, rgb = np.zeros((1, 34, 34, 16), np.float32), np.zeros((1, 34, 34, 3), np.float32)
-    assert conv_cpu.uses_row_shift(narrow, (3, 3), (1, 1))
-    assert not conv_cpu.uses_row_shift(rgb, (3, 3), (1, 1))
-    assert not conv_cpu.uses_row_shift(narrow, (3, 3), (2, 2))
-    with mock.patch.object(conv_cpu, "ROW_SHIFT_MIN_CHANNELS", 1):
-        assert conv_cpu.uses_row_shift(rgb, (3, 3), (1, 1))
+    assert cpu_conv.strategy(16, (3, 3), (1, 1)) == "row_shift"
+    assert cpu_conv.strategy(3, (3, 3), (1, 1)) == "im2col"
+    assert cpu_conv.strategy(16, (3, 3), (2, 2)) == "im2col"
+    assert cpu_conv.strategy(64, (3, 3), (1, 1)) == "im2col"
+    with mock.patch.object(cpu_conv, "ROW_SHIFT_MIN_CHANNELS", 1):
+        assert cpu_conv.strategy(3, (3, 3), (1, 1)) == "row_shift"
 
 
 def test_small_ops_run_on_the_calling_thread(monkeypatch):
@@ -409,7 +425,7 @@ def test_small_ops_run_on_the_calling_thread(monkeypatch):
 
 
 def test_a_small_batch_convolution_stays_on_one_thread(monkeypatch):
-    monkeypatch.setattr(conv_cpu, "PARALLEL_MIN_COLS", 1 << 21)
+    monkeypatch.setattr(conv_gemm, "PARALLEL_MIN_COLS", 1 << 21)
     calls = []
     original = cpu_threads.split
     monkeypatch.setattr(cpu_threads, "split", lambda count, parts: calls.append(parts) or original(count, parts))
@@ -417,3 +433,71 @@ def test_a_small_batch_convolution_stays_on_one_thread(monkeypatch):
     w = leaf(np.random.default_rng(5).standard_normal((16, 16, 3, 3)).astype(np.float32))
     minidl.nn.functional.conv2d(x, w, padding=1).sum().backward()
     assert calls and set(calls) == {1}
+
+
+# ---------------------------------------------------------------- ReLU, the residual add, pooling
+small_activations = st.tuples(st.integers(1, 3), st.integers(1, 7), st.integers(1, 6), st.integers(1, 6))
+
+
+@settings(max_examples=15)
+@given(shape=small_activations, channels_last=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_fused_relu_threaded_add_and_gradient_sum_match_the_reference(shape, channels_last, dtype, seed):
+    """h = a + b, relu(h) + h: the add and ReLU forward and backward, and the engine's sum of h's two gradients."""
+    rng = np.random.default_rng(seed)
+    a_data, b_data, upstream = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    if channels_last:
+        a_data, b_data = channels_last_copy(a_data), channels_last_copy(b_data)
+    a_data.flat[0] = 0.0  # the ReLU's kink: no gradient at 0, as in PyTorch
+
+    def run():
+        a, b = leaf(a_data), leaf(b_data)
+        h = a + b
+        y = minidl.nn.functional.relu(h) + h
+        (y * minidl.tensor(upstream)).sum().backward()
+        return [y.array, a.grad.array, b.grad.array]
+
+    summed = []
+    with mock.patch.object(minidl.backends.cpu.activation, "FUSED_MIN_SIZE", 0), \
+            mock.patch.object(minidl.backends.cpu.add.threads, "add",
+                              side_effect=lambda x, y, add=cpu_threads.add: summed.append(x.shape) or add(x, y)):
+        fast, reference = fast_and_reference(run, expect=[ReLUFused, AddThreaded])
+    assert len(summed) == 3  # two forward adds and the gradient sum at h, all on the threaded path
+    for got, expected in zip(fast, reference):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=15)
+@given(shape=small_activations, output_size=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       seed=st.integers(0, 2**16))
+def test_channels_last_adaptive_avg_pool_matches_the_reference(shape, output_size, seed):
+    rng = np.random.default_rng(seed)
+    x_data = channels_last_copy(rng.standard_normal(shape))
+    upstream = rng.standard_normal((*shape[:2], *output_size))
+
+    def run():
+        x = leaf(x_data)
+        y = minidl.nn.functional.adaptive_avg_pool2d(x, output_size)
+        (y * minidl.tensor(upstream)).sum().backward()
+        return [y.array, x.grad.array]
+
+    fast, reference = fast_and_reference(run, expect=[AdaptiveAvgPool2dChannelsLast])
+    for got, expected in zip(fast, reference):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+TESTED_AGAINST_THE_REFERENCE = {
+    cpu_conv.Conv2dChannelsLast: test_channels_last_conv_matches_the_reference,
+    BatchNormChannelsLast: test_batch_norm_on_channels_last_input_matches_the_reference,
+    ReLUFused: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,
+    AddThreaded: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,
+    AdaptiveAvgPool2dChannelsLast: test_channels_last_adaptive_avg_pool_matches_the_reference,
+}
+
+
+def test_every_registered_cpu_implementation_is_tested_against_its_reference():
+    registered = {fast for classes in registry.registered("cpu").values() for fast in classes}
+    assert registered == set(TESTED_AGAINST_THE_REFERENCE), "add a test above for each new CPU implementation"
+    assert registry.choose_function(minidl.autograd.add_gradients, (np.zeros(1), np.zeros(1))) \
+        is add_gradients_threaded

@@ -1,16 +1,16 @@
 """Fused CPU passes for batch norm over channels-last rows (and ReLU), compiled with numba when installed.
 
-BatchNorm on an (N, C, H, W) activation stored channels-last (see conv_cpu.py) works on the
+BatchNorm on an (N, C, H, W) activation stored channels-last (see conv.py) works on the
 (N*H*W, C) matrix of rows: per-channel statistics are column sums, the normalisation is a
 per-column scale and shift.  NumPy needs several whole-array passes and temporaries for each
 step; these kernels do each step in one pass over the rows, split across the CPU's threads.
 
 Every kernel has a plain NumPy twin (``*_numpy``) with the same result up to rounding;
-tests/test_cpu_kernels.py checks one against the other.  Without numba (or with
+tests/test_cpu_backend.py checks one against the other.  Without numba (or with
 MINIDL_DISABLE_NUMBA=1) the NumPy twins run.  numba is imported on first use, not at
 ``import minidl``, and compiled kernels are cached on disk.
 
-Each kernel works on one range of rows; ``cpu_threads.map_ranges`` runs one range per core (numba
+Each kernel works on one range of rows; ``threads.map_ranges`` runs one range per core (numba
 kernels release the GIL).  The numba kernels accumulate sums in float64 (per range, then added):
 with float32 data this costs nothing extra in time and keeps the mean and variance accurate over
 10^5+ rows.  The NumPy twins sum in the data's dtype with BLAS (a float64 column sum of float32
@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from .cpu_threads import map_ranges
+from .threads import map_ranges
 
 
 # ------------------------------------------------------------------ NumPy twins (one row range each)

@@ -1,0 +1,21 @@
+"""The CPU's fast implementations (NumPy + numba), each registered against the reference op it replaces.
+
+One file, one idea:
+
+    conv.py        Conv2d in channels-last memory; ``strategy`` picks the GEMMs per layer
+    conv_gemm.py   the chunked im2col and row-shifted GEMMs those convolutions run
+    batchnorm.py   BatchNorm on the (N*H*W, C) rows of a channels-last input
+    activation.py  ReLU and its gradient in one pass each
+    add.py         the residual add and the autograd engine's gradient sum, split across threads
+    pooling.py     adaptive average pooling with a channels-last gradient
+    kernels.py     the numba kernels (with NumPy twins) of BatchNorm and ReLU
+    threads.py     splitting one op's batch across the CPU's cores
+    allocator.py   glibc keeps freed activations in the heap (set once at ``import minidl``)
+
+``import minidl`` imports this package, which registers every class below and tunes the allocator.
+"""
+from . import activation, add, allocator, batchnorm, conv, pooling
+
+allocator.configure()
+
+__all__ = ["activation", "add", "allocator", "batchnorm", "conv", "pooling"]

@@ -1,0 +1,78 @@
+"""BatchNorm on the CPU for channels-last input: the fast twin of ``functions/batchnorm.py``'s BatchNorm.
+
+An (N, C, H, W) activation stored (N, H, W, C), as the CPU convolution makes it, is an (N*H*W, C)
+matrix of rows without a copy.  The maths is the reference's (see BatchNorm there); each step is
+one fused pass over the rows (``kernels.py``, numba), split across the CPU's threads, instead of
+several whole-array NumPy passes with temporaries.  The output is channels-last too.
+"""
+import numpy as np
+
+from ...functions.batchnorm import BatchNorm, _update_running_stats
+from ..registry import register
+from . import kernels
+
+
+@register(BatchNorm, "cpu")
+class BatchNormChannelsLast(BatchNorm):
+    """The same y and gradients as BatchNorm, on the (N*H*W, C) rows of a channels-last input."""
+
+    @classmethod
+    def supports(cls, inputs, params):
+        return is_channels_last(getattr(inputs[0], "array", inputs[0]))
+
+    def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None,
+                training=False, momentum=0.1, eps=1e-5):
+        rows = channel_rows(x)
+        if training:
+            mean, var = kernels.column_mean_and_var(rows)
+            mean, var = mean.astype(x.dtype), var.astype(x.dtype)
+            if running_mean is not None:
+                _update_running_stats(running_mean, running_var, mean, var, momentum, len(rows))
+        else:
+            mean, var = running_mean.copy(), running_var
+        invstd = (1 / np.sqrt(var + eps)).astype(x.dtype)
+        scale = invstd if weight is None else invstd * weight
+        shift = -mean * scale if bias is None else bias - mean * scale
+        if self.recording:
+            self.x, self.mean, self.invstd, self.weight, self.training = x, mean, invstd, weight, training
+        y = kernels.scale_shift(rows, scale, shift)
+        return as_nchw(y, x.shape)
+
+    def backward(self, g):
+        x, mean, invstd = self.x, self.mean, self.invstd
+        need_x, need_weight, need_bias = self.needs_input_grad
+        rows = channel_rows(x)
+        g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(rows.shape)
+        sum_g, sum_g_centred = kernels.grad_sums(g_rows, rows, mean)
+        sum_g_xhat = sum_g_centred * invstd
+        grad_x = None
+        if need_x:
+            scale = invstd if self.weight is None else invstd * self.weight
+            if self.training:  # g * scale - (scale / m) * (sum(g) + xhat * sum(g xhat)), xhat = (x - mean) * invstd
+                m = len(rows)
+                b, c = -scale * invstd * sum_g_xhat / m, -scale * sum_g / m
+            else:
+                b = c = np.zeros_like(scale)
+            grad_x = as_nchw(kernels.input_grad(g_rows, rows, mean, scale, b.astype(x.dtype), c.astype(x.dtype)),
+                             x.shape)
+        grad_weight = sum_g_xhat.astype(x.dtype) if need_weight else None
+        grad_bias = sum_g.astype(x.dtype) if need_bias else None
+        return grad_x, grad_weight, grad_bias
+
+
+def is_channels_last(x):
+    """A 4-D float32/float64 NumPy array whose memory is ordered (N, H, W, C) (its NHWC transpose is
+    contiguous): the input the rows path (and its numba kernels) handles."""
+    return (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)
+            and x.transpose(0, 2, 3, 1).flags.c_contiguous)
+
+
+def channel_rows(x):
+    """x (N, C, H, W) as its (N*H*W, C) matrix of rows: a view when x is stored channels-last."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def as_nchw(rows, shape):
+    """(N*H*W, C) rows viewed as an (N, C, H, W) array with channels-last memory."""
+    n, c, h, w = shape
+    return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
