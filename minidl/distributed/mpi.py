@@ -89,7 +89,7 @@ class MPIBackend:
 
     def _start(self, request, what, finish=None):
         work = MPIWork(self, request, what, finish)
-        self.pending.append(work)
+        self.pending = [other for other in self.pending if not other._done] + [work]
         return work
 
     def progress(self):
