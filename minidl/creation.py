@@ -164,3 +164,44 @@ def stack(tensors, dim=0, *, axis=None):
                              f"entry 0 and {list(t.shape)} at entry {i}")
     dim = check_dim(dim, tensors[0].ndim + 1)
     return Stack.apply(*tensors, dim=dim)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    """The n x m (default n x n) matrix with ones on its diagonal."""
+    return _make(np.eye(n, n if m is None else m, dtype=_float(dtype)), dtype, device, requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive (integer dtypes truncate)."""
+    if steps < 0:
+        raise ShapeError(f"linspace: number of steps must be non-negative, got {steps}")
+    values = np.linspace(float(start), float(end), steps)
+    return _make(values.astype(_float(dtype)), dtype, device, requires_grad)
+
+
+def logspace(start, end, steps, base=10.0, dtype=None, device=None, requires_grad=False):
+    """``steps`` values base**t for t evenly spaced from ``start`` to ``end`` inclusive."""
+    values = float(base) ** np.linspace(float(start), float(end), steps)
+    return _make(values.astype(_float(dtype)), dtype, device, requires_grad)
+
+
+def meshgrid(*tensors, indexing="ij"):
+    """Coordinate grids: the i-th output holds tensors[i] along dim i ('ij') and is expanded over the
+    others; 'xy' swaps the first two dims, as NumPy. Gradients flow back through the expansion."""
+    tensors = tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be one of 'xy' or 'ij', got {indexing!r}")
+    for t in tensors:
+        if t.ndim > 1:
+            raise ShapeError(f"meshgrid expects all tensors to be 0-d or 1-d, got shape {tuple(t.shape)}")
+    order = list(range(len(tensors)))
+    if indexing == "xy" and len(tensors) >= 2:
+        order[0], order[1] = 1, 0
+    shape = [tensors[i].numel() for i in order]
+    grids = []
+    for i, t in enumerate(tensors):
+        axis = order.index(i)
+        view = [1] * len(tensors)
+        view[axis] = -1
+        grids.append(t.reshape(view).expand(*shape))
+    return tuple(grids)

@@ -12,9 +12,11 @@ import numpy as np
 
 from . import autograd, dtypes
 from .backend import device as Device, device_of, get_array_module, move_array
-from .errors import ArgumentError, IndexRangeError, ShapeError, check_dim
+from .errors import ArgumentError, ShapeError, check_dim
 from .functions import arithmetic, elementwise, indexing, reduction, shape as shape_ops
 from .size import Size
+from .tensor_indexing import IndexingMethods
+from .tensor_math import MathMethods, accepts_numpy_names
 
 
 def _to_array(data, dtype=None):
@@ -46,7 +48,10 @@ def _refuse(data):
                        "(nested lists of them, or an array)")
 
 
-class Tensor:
+class Tensor(MathMethods, IndexingMethods):
+    """(More methods -- trigonometry, rounding, bitwise ops, scans, gather/scatter, sort, flip, ... --
+    come from the mixins in tensor_math.py and tensor_indexing.py.)"""
+
     __array_priority__ = 1000  # NumPy scalars defer to Tensor's reflected operators
     _version = 0  # bumped by every in-place change, so backward can tell saved data went stale
     _post_accumulate_grad_hooks = None  # {handle id: hook}, set by register_post_accumulate_grad_hook
@@ -390,8 +395,13 @@ class Tensor:
     def mul(self, other):
         return self * other
 
-    def div(self, other):
-        return self / other
+    def div(self, other, *, rounding_mode=None):
+        """a / b; ``rounding_mode='floor'`` or ``'trunc'`` rounds the quotient (integers stay integers)."""
+        if rounding_mode is None:
+            return self / other
+        return _rounded_division(self, other, rounding_mode)
+
+    divide = div
 
     def pow(self, exponent):
         return self ** exponent
@@ -541,59 +551,62 @@ class Tensor:
         return F.log_softmax(self, dim)
 
     # ------------------------------------------------------------------ reductions
+    @accepts_numpy_names
     def sum(self, dim=None, keepdim=False):
         return reduction.Sum.apply(self, dim=dim, keepdim=keepdim)
 
+    @accepts_numpy_names
     def mean(self, dim=None, keepdim=False):
         return reduction.Mean.apply(self._float_if_int(), dim=dim, keepdim=keepdim)
 
+    @accepts_numpy_names
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         if correction is None:
             correction = 0 if unbiased is False else 1
         return reduction.Var.apply(self._float_if_int(), dim=dim, keepdim=keepdim, correction=correction)
 
+    @accepts_numpy_names
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
 
+    @accepts_numpy_names
     def max(self, dim=None, keepdim=False):
-        """``max()`` -> the largest value; ``max(dim)`` -> (values, indices), as PyTorch."""
+        """``max()`` -> the largest value; ``max(dim)`` -> (values, indices); ``max(other_tensor)`` ->
+        the elementwise maximum, as PyTorch."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
         if dim is None:
             return reduction.Max.apply(self)
         check_dim(dim, self.ndim)
         values = reduction.MaxAlongDim.apply(self, dim=dim, keepdim=keepdim)
         return MaxResult(values, self.argmax(dim, keepdim))
 
+    @accepts_numpy_names
     def min(self, dim=None, keepdim=False):
-        """``min()`` -> the smallest value; ``min(dim)`` -> (values, indices), as PyTorch."""
+        """``min()`` -> the smallest value; ``min(dim)`` -> (values, indices); ``min(other_tensor)`` ->
+        the elementwise minimum, as PyTorch."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
         if dim is None:
             return reduction.Min.apply(self)
         values = reduction.MinAlongDim.apply(self, dim=dim, keepdim=keepdim)
         return MaxResult(values, self.argmin(dim, keepdim))
 
+    @accepts_numpy_names
     def amax(self, dim=None, keepdim=False):
         return reduction.Max.apply(self, dim=dim, keepdim=keepdim)
 
+    @accepts_numpy_names
     def argmax(self, dim=None, keepdim=False):
         if dim is None:
             return Tensor._from_array(self.array.argmax())
         return Tensor._from_array(get_array_module(self.array).argmax(self.array, axis=dim, keepdims=keepdim))
 
+    @accepts_numpy_names
     def argmin(self, dim=None, keepdim=False):
         if dim is None:
             return Tensor._from_array(self.array.argmin())
         return Tensor._from_array(get_array_module(self.array).argmin(self.array, axis=dim, keepdims=keepdim))
-
-    def topk(self, k, dim=-1, largest=True, sorted=True):
-        """(values, indices) of the k largest entries along ``dim`` (no gradient), always sorted."""
-        xp = get_array_module(self.array)
-        dim = check_dim(dim, self.ndim)
-        if not 0 <= k <= (self.shape[dim] if self.ndim else 1):
-            raise IndexRangeError(f"topk: selected index k out of range: k={k} for dim {dim} of size "
-                                  f"{self.shape[dim] if self.ndim else 1} (input of shape {tuple(self.shape)})")
-        keys = -self.array if largest else self.array
-        indices = xp.argsort(keys, axis=dim, kind="stable")
-        indices = xp.take(indices, xp.arange(k), axis=dim)
-        return MaxResult(Tensor._from_array(xp.take_along_axis(self.array, indices, axis=dim)), Tensor._from_array(indices))
 
     # ------------------------------------------------------------------ shapes
     def reshape(self, *shape):
@@ -705,6 +718,13 @@ def where(condition, input=None, other=None):
         b, a = other._operands(input)
     condition = condition.array if isinstance(condition, Tensor) else get_array_module(a.array).asarray(condition)
     return elementwise.Where.apply(a, b, condition=condition.astype(bool, copy=False))
+
+
+def _rounded_division(a, b, rounding_mode):
+    """a / b rounded down (``'floor'``) or toward zero (``'trunc'``), promoted as + promotes."""
+    from .functions.division import DivRounded
+    a, b = a._operands(b)
+    return DivRounded.apply(a, b, mode=rounding_mode)
 
 
 def _check_matmul(a_shape, b_shape):

@@ -57,9 +57,10 @@ class Sigmoid(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        # tanh form: exact to rounding and never overflows for large |x|
-        self.y = (xp.tanh(x * 0.5) + 1) * 0.5
-        self.y = self.y.astype(x.dtype, copy=False)
+        # e = exp(-|x|) is in (0, 1]: no overflow, and for x < 0 the form e / (1 + e) keeps full
+        # relative precision where 1 / (1 + exp(-x)) or (tanh(x/2) + 1) / 2 would cancel to 0
+        e = xp.exp(-abs(x))
+        self.y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
         return self.y
 
     def backward(self, g):

@@ -146,3 +146,66 @@ class Var(Function):
         g = expand_reduced(g, self.axes, self.keepdim)
         with xp.errstate(divide="ignore", invalid="ignore"):
             return g * (2 / g.dtype.type(self.denominator)) * self.centered
+
+
+class Prod(Function):
+    """y = product of x over one dim (or all of x).
+
+    dL/dx_i = g * (product of the other x_j in x_i's slice), formed as the product of everything
+    before i times everything after i (two cumulative products), so zeros need no division.
+    """
+
+    def forward(self, x, dim=None, keepdim=False):
+        self.x, self.dim, self.keepdim = x, dim, keepdim
+        if dim is None:
+            return x.prod()
+        return x.prod(axis=dim, keepdims=keepdim)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        if self.dim is None:
+            return (g * _product_of_others(xp, self.x.reshape(-1))).reshape(self.x.shape)
+        g = g if self.keepdim else xp.expand_dims(g, self.dim)
+        x = xp.moveaxis(self.x, self.dim, -1)
+        return g * xp.moveaxis(_product_of_others(xp, x), -1, self.dim)
+
+
+def _product_of_others(xp, x):
+    """For each i along the last axis: prod_{j != i} x_j."""
+    ones = xp.ones(x.shape[:-1] + (1,), dtype=x.dtype)
+    before = xp.concatenate([ones, xp.cumprod(x[..., :-1], axis=-1)], axis=-1)
+    after = xp.flip(xp.concatenate([ones, xp.cumprod(xp.flip(x, -1)[..., :-1], axis=-1)], axis=-1), -1)
+    return (before * after)[..., :x.shape[-1]]
+
+
+class LogSumExp(Function):
+    """y = log(sum(exp(x))) over axes, computed as m + log(sum(exp(x - m))) with m the max (no
+    overflow).   dL/dx = g * exp(x - y), the softmax of x over those axes."""
+
+    def forward(self, x, dim=None, keepdim=False):
+        xp = get_array_module(x)
+        self.x, self.axes, self.keepdim = x, normalize_dims(dim, x.ndim), keepdim
+        if x.size == 0:
+            return xp.full([s for i, s in enumerate(x.shape) if i not in self.axes or keepdim], -xp.inf, x.dtype)
+        m = x.max(axis=self.axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)  # all -inf (or an inf): leave the shift out
+        with xp.errstate(divide="ignore"):  # log(0) = -inf where every x is -inf
+            self.y = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
+        return self.y if keepdim else self.y.reshape([s for i, s in enumerate(x.shape) if i not in self.axes])
+
+    def backward(self, g):
+        return expand_reduced(g, self.axes, self.keepdim) * get_array_module(g).exp(self.x - self.y)
+
+
+class Any(Function):
+    """y = True where some x over the axes is nonzero. No gradient."""
+
+    def forward(self, x, dim=None, keepdim=False):
+        return get_array_module(x).any(x, axis=normalize_dims(dim, x.ndim), keepdims=keepdim)
+
+
+class All(Function):
+    """y = True where every x over the axes is nonzero. No gradient."""
+
+    def forward(self, x, dim=None, keepdim=False):
+        return get_array_module(x).all(x, axis=normalize_dims(dim, x.ndim), keepdims=keepdim)

@@ -9,6 +9,7 @@ from ..functions.activation import elu, leaky_relu, log_softmax, relu, sigmoid, 
 from ..functions.batchnorm import batch_norm
 from ..functions.conv import conv2d
 from ..functions.dropout import dropout, dropout2d
+from ..functions.indexing import one_hot as one_hot_array
 from ..functions.linear import linear
 from ..functions.loss import cross_entropy, mse_loss, nll_loss
 from ..functions.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
@@ -24,3 +25,10 @@ def pad(input, pad, mode="constant", value=0.0):
 
 def flatten(input, start_dim=0, end_dim=-1):
     return input.flatten(start_dim, end_dim)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index (num_classes=-1:
+    the largest index + 1)."""
+    from ..tensor import Tensor
+    return Tensor._from_array(one_hot_array(tensor.array, num_classes))
