@@ -4,7 +4,7 @@ import numpy as np
 
 from . import dtypes, random
 from .backend import device as Device, move_array
-from .errors import ShapeError, check_dim
+from .errors import DTypeError, ShapeError, check_dim
 from .functions.shape import Cat, Stack
 from .tensor import Tensor
 
@@ -194,6 +194,9 @@ def meshgrid(*tensors, indexing="ij"):
     for t in tensors:
         if t.ndim > 1:
             raise ShapeError(f"meshgrid expects all tensors to be 0-d or 1-d, got shape {tuple(t.shape)}")
+        if t.dtype != tensors[0].dtype:
+            raise DTypeError(f"meshgrid expects all tensors to have the same dtype, got {tensors[0].dtype} "
+                             f"and {t.dtype}")
     order = list(range(len(tensors)))
     if indexing == "xy" and len(tensors) >= 2:
         order[0], order[1] = 1, 0

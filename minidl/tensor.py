@@ -242,8 +242,23 @@ class Tensor(MathMethods, IndexingMethods):
     def double(self):
         return self.to(dtype=dtypes.float64)
 
+    def half(self):
+        return self.to(dtype=dtypes.float16)
+
     def long(self):
         return self.to(dtype=dtypes.int64)
+
+    def short(self):
+        return self.to(dtype=dtypes.int16)
+
+    def char(self):
+        return self.to(dtype=dtypes.int8)
+
+    def byte(self):
+        return self.to(dtype=dtypes.uint8)
+
+    def is_floating_point(self):
+        return dtypes.is_floating(self.dtype)
 
     def int(self):
         return self.to(dtype=dtypes.int32)

@@ -9,9 +9,12 @@ indices, so its gradient is gather's).
 """
 import numbers
 
+import numpy as np
+
 from .backend import get_array_module
 from .errors import ArgumentError, ShapeError, check_dim
 from .functions import indexing, rearrange, sorting
+from .tensor_math import inplace_form
 
 
 def _array(value):
@@ -49,7 +52,7 @@ class IndexingMethods:
                              f"but got {self.ndim} dimensions for input, and {indices.ndim} dimensions for indices")
         without_dim = [list(s) for s in (self.shape, indices.shape)]
         without_dim[0][dim] = without_dim[1][dim] = 1
-        shape = list(xp.broadcast_shapes(*map(tuple, without_dim)))
+        shape = list(np.broadcast_shapes(*map(tuple, without_dim)))
         x_shape, index_shape = list(shape), list(shape)
         x_shape[dim], index_shape[dim] = self.shape[dim], indices.shape[dim]
         return self.expand(*x_shape).gather(dim, xp.broadcast_to(indices, index_shape))
@@ -131,7 +134,7 @@ class IndexingMethods:
         """1-D: the elements where ``mask`` (broadcast with self) is True."""
         xp = get_array_module(self.array)
         mask = _array(mask)
-        shape = xp.broadcast_shapes(self.shape, mask.shape)
+        shape = np.broadcast_shapes(self.shape, mask.shape)
         return self.expand(*shape)[xp.broadcast_to(mask, shape)]
 
     def nonzero(self, as_tuple=False):
@@ -310,3 +313,9 @@ class IndexingMethods:
         """The slices along ``dim``, each without that dim."""
         dim = check_dim(dim, self.ndim)
         return tuple(self.select(dim, i) for i in range(self.shape[dim]))
+
+
+# In-place forms PyTorch has (``x.masked_fill_(mask, 0)``), each the out-of-place method written back.
+for _name in ("masked_fill", "scatter", "scatter_add", "scatter_reduce", "index_put", "tril", "triu"):
+    setattr(IndexingMethods, _name + "_", inplace_form(_name))
+del _name

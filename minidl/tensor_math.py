@@ -56,7 +56,7 @@ def _integer_keeping(function):
     return method
 
 
-def _inplace(name):
+def inplace_form(name):
     """The in-place form of the method ``name``: computes it and writes the result into the tensor
     (not recorded by autograd, like minidl's other in-place ops)."""
 
@@ -319,7 +319,7 @@ for _name in ("abs", "neg", "exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos
               "copysign", "atan2", "maximum", "minimum", "floor_divide", "bitwise_and", "bitwise_or",
               "bitwise_xor", "bitwise_not", "bitwise_left_shift", "bitwise_right_shift", "logical_not", "relu",
               "cumsum", "cumprod", "clip", "fix", "true_divide"):
-    setattr(MathMethods, _name + "_", _inplace(_name))
+    setattr(MathMethods, _name + "_", inplace_form(_name))
 del _name
 
 

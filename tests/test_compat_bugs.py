@@ -146,8 +146,8 @@ def test_adaptive_avg_pool2d_keeps_a_nan_in_its_windows():
 
 def test_utils_data_is_importable_as_in_pytorch():
     import minidl.utils.data
-    from minidl.utils.data import DataLoader, Dataset  # noqa: F401
-    assert minidl.utils.data.DataLoader is minidl.data.DataLoader
+    from minidl.utils.data import DataLoader, Dataset
+    assert DataLoader is minidl.data.DataLoader and Dataset is minidl.data.Dataset
     assert "minidl.utils.data" in sys.modules
 
 

@@ -248,6 +248,7 @@ value_ops = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:The reduce argument")
 @pytest.mark.parametrize("name", value_ops)
 def test_values_and_dtypes_match_torch(name):
     torch = torch_or_skip()

@@ -96,6 +96,16 @@ class GetItem(Function):
         return grad
 
 
+def combine_at(target, where, values, dim, ufunc):
+    """target[where] = ufunc(target[where], values) for an ``along_dim`` index, adding up repeats:
+    one position of ``dim`` at a time, since within one the targets are all different (so plain
+    indexing is exact, and no ``ufunc.at`` is needed, which CuPy lacks for multiply)."""
+    op = getattr(get_array_module(target), ufunc)
+    for j in range(values.shape[dim]):
+        part = tuple(w if w.shape[dim] == 1 else w[(slice(None),) * dim + (slice(j, j + 1),)] for w in where)
+        target[part] = op(target[part], values[(slice(None),) * dim + (slice(j, j + 1),)])
+
+
 def along_dim(indices, dim):
     """The advanced index that reads, for each position p of ``indices``, the element whose
     coordinate along ``dim`` is indices[p] and whose other coordinates are p's (gather's rule)."""
@@ -187,7 +197,7 @@ class ScatterReduce(Function):
 
     def forward(self, x, src=None, index=None, dim=0, reduce="sum", include_self=True):
         xp = get_array_module(x)
-        self.where, self.reduce, self.include_self = along_dim(index, dim), reduce, include_self
+        self.where, self.reduce, self.include_self, self.dim = along_dim(index, dim), reduce, include_self, dim
         self.src_shape = src.shape
         src = _head(src, index.shape)
         hit = xp.zeros(x.shape, dtype=bool)
@@ -199,10 +209,7 @@ class ScatterReduce(Function):
             start = info.min if reduce == "amax" else info.max
         y = x.copy() if include_self else xp.where(hit, xp.asarray(start).astype(x.dtype), x)
         ufunc = {"sum": "add", "mean": "add", "prod": "multiply", "amax": "maximum", "amin": "minimum"}[reduce]
-        if ufunc == "add":
-            add_at(y, self.where, src)
-        else:
-            getattr(xp, ufunc).at(y, self.where, src)
+        combine_at(y, self.where, src, dim, ufunc)
         self.count = None
         if reduce == "mean":
             count = xp.zeros(x.shape, dtype=x.dtype) + (1 if include_self else 0)
@@ -234,7 +241,7 @@ class ScatterReduce(Function):
         own = self.x if self.include_self else xp.where(self.hit, 1, self.x).astype(self.x.dtype)
         nonzero_product = xp.where(own == 0, 1, own)
         zeros = (own == 0).astype(g.dtype)
-        xp.multiply.at(nonzero_product, self.where, xp.where(self.src == 0, 1, self.src))
+        combine_at(nonzero_product, self.where, xp.where(self.src == 0, 1, self.src), self.dim, "multiply")
         add_at(zeros, self.where, (self.src == 0).astype(g.dtype))
 
         def others(value, product, zero_count):

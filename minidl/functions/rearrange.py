@@ -76,11 +76,12 @@ class Triangle(Function):
     ``diagonal``-th diagonal of the last two dims set to 0.   dL/dx = g with the same zeros."""
 
     def forward(self, x, diagonal=0, upper=False):
-        self.diagonal, self.upper = diagonal, upper
-        return self._cut(get_array_module(x), x)
-
-    def _cut(self, xp, array):
-        return xp.triu(array, self.diagonal) if self.upper else xp.tril(array, self.diagonal)
+        xp = get_array_module(x)
+        rows, cols = x.shape[-2:]
+        above = xp.arange(cols)[None, :] - xp.arange(rows)[:, None]  # j - i: how far right of the diagonal
+        self.keep = above >= diagonal if upper else above <= diagonal
+        return xp.where(self.keep, x, xp.zeros((), dtype=x.dtype))
 
     def backward(self, g):
-        return self._cut(get_array_module(g), g)
+        xp = get_array_module(g)
+        return xp.where(self.keep, g, xp.zeros((), dtype=g.dtype))

@@ -52,6 +52,20 @@ class CumProd(Function):
         return xp.moveaxis(grad, -1, self.dim)
 
 
+def running_extreme(xp, x, dim, largest=True):
+    """max(x_0, ..., x_i) (min if not ``largest``) for each i along ``dim``, NaN propagating: the
+    doubling scan (after step k each entry covers the 2^k entries ending at it), so it needs only
+    elementwise maximum -- CuPy has no ``maximum.accumulate``."""
+    extreme = xp.maximum if largest else xp.minimum
+    y = xp.moveaxis(x, dim, -1).copy()
+    shift = 1
+    while shift < y.shape[-1]:
+        previous = y.copy()
+        y[..., shift:] = extreme(previous[..., shift:], previous[..., :-shift])
+        shift *= 2
+    return xp.moveaxis(y, -1, dim)
+
+
 def cummax_indices(x, dim, largest=True):
     """The index of max(x_0, ..., x_i) (min if not ``largest``) for each i along ``dim``: the latest
     one on a tie, and a NaN wins, as in PyTorch. cummax's values are then x gathered at these
@@ -61,10 +75,9 @@ def cummax_indices(x, dim, largest=True):
     latest record at or before i.
     """
     xp = get_array_module(x)
-    extreme = xp.maximum if largest else xp.minimum
-    running = extreme.accumulate(x, axis=dim)
+    running = running_extreme(xp, x, dim, largest)
     positions = xp.arange(x.shape[dim]).reshape([-1 if d == dim else 1 for d in range(x.ndim)])
     is_record = x == running
     if x.dtype.kind == "f":
         is_record |= xp.isnan(x)
-    return xp.maximum.accumulate(xp.where(is_record, positions, 0), axis=dim)
+    return running_extreme(xp, xp.where(is_record, positions, 0), dim)
