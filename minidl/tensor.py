@@ -27,6 +27,8 @@ def _to_array(data, dtype=None):
     if dtype is not None:
         return xp.asarray(data, dtype=np.dtype(dtype))
     if hasattr(data, "dtype"):  # an array or NumPy scalar keeps its dtype
+        if np.dtype(data.dtype).kind in "OUSVMm":
+            raise TypeError(f"can't convert an array of type {data.dtype}: a tensor holds numbers or bools")
         return xp.asarray(data)
     array = np.asarray(data)
     if array.dtype.kind not in "biuf":  # object, str, None, dict: PyTorch refuses them too

@@ -132,6 +132,13 @@ def test_tensor_refuses_what_is_not_numbers(data, error):
         minidl.tensor(data)
 
 
+def test_tensor_refuses_arrays_of_strings_and_objects():
+    with pytest.raises(TypeError, match="can't convert"):
+        minidl.tensor(np.array(["a", "b"]))
+    with pytest.raises(TypeError, match="can't convert"):
+        minidl.tensor(np.array([None, 1], dtype=object))
+
+
 def test_adaptive_avg_pool2d_refuses_integers():
     with pytest.raises(NotImplementedError, match="adaptive_avg_pool2d.*int64"):
         F.adaptive_avg_pool2d(minidl.ones(1, 1, 4, 4, dtype=minidl.int64), 3)
