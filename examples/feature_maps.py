@@ -7,13 +7,17 @@ keeps the output of each module named in ``--layers`` (``named_modules`` names: 
 convolution, ``layer1.0.conv1`` the first block's, ``layer4`` the last stage), and saves one PNG grid per
 layer (the first ``--maps`` channels) plus the input image to ``--out``.
 
-The model is ``--model`` (any ``minidl.models.get_model`` name; ``--stem`` for ResNet-18/34/50) with weights
-from ``--checkpoint`` (a run's ``best.npz``/``last.npz`` written by the trainer: its ``"model"`` entry), or
-randomly initialised without one (the maps of an untrained network show only its filters' random
-responses). The image is test image ``--index`` of ``--dataset`` (or a fake image with ``--fake-data``),
-scaled to [0, 1], normalised with the data set's mean/std (``--normalize``), resized with ``--image-size``.
+With ``--checkpoint`` (a run's ``last.npz``, or ``best.npz`` when it validated) the network is the one the
+checkpoint records (its name and constructor arguments, ``minidl.models.from_checkpoint``) with its weights:
+nothing else needs saying. ``--model`` (any ``minidl.models.get_model`` name; ``--stem`` for ResNet-18/34/50)
+builds a randomly initialised network instead (the maps of an untrained network show only its filters' random
+responses), or names the network of a checkpoint too old to record it; if it disagrees with what a
+checkpoint records, the script says both. The image is test image ``--index`` of ``--dataset`` (or a fake
+image with ``--fake-data``), scaled to [0, 1], normalised with the data set's mean/std (``--normalize``),
+resized with ``--image-size``.
 
-    python examples/feature_maps.py --checkpoint runs/train_resnet18_cifar10/best.npz --index 1
+    python examples/train_resnet18_cifar10.py --epochs 30
+    python examples/feature_maps.py --checkpoint runs/train_resnet18_cifar10/last.npz --index 1
     python examples/feature_maps.py --model resnet18 --stem imagenet --image-size 224 --layers conv1,layer1,layer4
     python examples/feature_maps.py --fake-data
 """
@@ -29,12 +33,12 @@ import numpy as np  # noqa: E402
 
 import minidl  # noqa: E402
 from minidl.autograd import no_grad  # noqa: E402
-from minidl.data import CIFAR10, CIFAR100, FakeData, FashionMNIST  # noqa: E402
+from minidl.data import CIFAR10, CIFAR100, ChecksumError, DatasetNotFoundError, FakeData, FashionMNIST  # noqa: E402
 from minidl.data import transforms as T  # noqa: E402
-from minidl.models import get_model, list_models  # noqa: E402
-from minidl.train import load_checkpoint  # noqa: E402
+from minidl.models import ArchitectureMismatch, describe, from_checkpoint, get_model, list_models  # noqa: E402
+from minidl.train.checkpoint import CheckpointError  # noqa: E402
 from minidl.train.experiment import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD,  # noqa: E402
-                                     IMAGENET_MEAN, IMAGENET_STD)
+                                     IMAGENET_MEAN, IMAGENET_STD, check_device, missing_data_message)
 
 # name -> (dataset class, classes, image shape, mean, std)
 DATASETS = {
@@ -48,8 +52,10 @@ STEM_MODELS = ("resnet18", "resnet34", "resnet50")
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--checkpoint", default=None, help="trainer checkpoint (.npz) with the model's weights")
-    parser.add_argument("--model", default="resnet18", choices=list_models(), help="network")
+    parser.add_argument("--checkpoint", default=None,
+                        help="trainer checkpoint (.npz): the network it records, with its weights")
+    parser.add_argument("--model", default=None, choices=list_models(),
+                        help="network (default: the checkpoint's; without a checkpoint: resnet18, untrained)")
     parser.add_argument("--stem", choices=["cifar", "imagenet"], default="cifar", help="stem of resnet18/34/50")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10", help="where the image comes from")
     parser.add_argument("--index", type=int, default=0, help="which test image")
@@ -70,8 +76,13 @@ def parse_args():
 def load_image(args):
     """One test image as a float (1, C, H, W) array, prepared as the model's inputs were; and its label."""
     dataset_class, num_classes, shape, mean, std = DATASETS[args.dataset]
-    dataset = (FakeData(max(args.index + 1, 8), shape, num_classes, seed=args.seed, train=False) if args.fake_data
-               else dataset_class(args.data_dir, train=False))
+    try:
+        dataset = (FakeData(max(args.index + 1, 8), shape, num_classes, seed=args.seed, train=False)
+                   if args.fake_data else dataset_class(args.data_dir, train=False))
+    except DatasetNotFoundError as error:
+        raise SystemExit(missing_data_message(error, args.dataset, args.data_dir))
+    except ChecksumError as error:
+        raise SystemExit(f"{error}\n(--data-dir is {args.data_dir!r}; --fake-data runs without data.)")
     if not 0 <= args.index < len(dataset):
         raise SystemExit(f"--index {args.index} is outside the test set (0 to {len(dataset) - 1})")
     image, label = dataset[args.index]
@@ -84,19 +95,25 @@ def load_image(args):
 
 
 def build_model(args):
+    """The checkpoint's network with its weights, or ``--model`` freshly initialised."""
     _, num_classes, shape, _, _ = DATASETS[args.dataset]
     kwargs = {"num_classes": num_classes}
-    if args.model in STEM_MODELS:
+    name = args.model or (None if args.checkpoint else "resnet18")
+    if name in STEM_MODELS:
         kwargs["stem"] = args.stem
     if shape[0] != 3:
         kwargs["in_channels"] = shape[0]
     minidl.manual_seed(args.seed)
-    model = get_model(args.model, **kwargs)
-    if args.checkpoint:
-        model.load_state_dict(load_checkpoint(args.checkpoint)["model"])
-        print(f"weights from {args.checkpoint}")
-    else:
+    if not args.checkpoint:
         print("no --checkpoint: the network is randomly initialised")
+        return get_model(name, **kwargs).to(args.device).eval()
+    try:
+        model = from_checkpoint(args.checkpoint, name, **(kwargs if name else {}))
+    except FileNotFoundError:
+        raise SystemExit(f"--checkpoint {args.checkpoint}: no such file")
+    except (ArchitectureMismatch, CheckpointError, ValueError) as error:
+        raise SystemExit(f"--checkpoint: {error}")
+    print(f"weights from {args.checkpoint} ({describe(minidl.models.architecture_of(model))})")
     return model.to(args.device).eval()
 
 
@@ -152,6 +169,7 @@ def save_input(image, label, path):
 
 def main():
     args = parse_args()
+    check_device(args.device)
     names = [name.strip() for name in args.layers.split(",") if name.strip()]
     images, shown, label = load_image(args)
     model = build_model(args)
@@ -164,7 +182,7 @@ def main():
         if maps.ndim != 4:
             print(f"{name}: output shape {maps.shape} is not a stack of maps; skipped")
             continue
-        save_grid(maps, f"{args.model} {name}: {maps.shape[1]} maps of {maps.shape[2]}x{maps.shape[3]}", path,
+        save_grid(maps, f"{type(model).__name__} {name}: {maps.shape[1]} maps of {maps.shape[2]}x{maps.shape[3]}", path,
                   args.maps)
         print(f"{name}: {maps.shape[1]} maps of {maps.shape[2]}x{maps.shape[3]} -> {path}")
     print(f"predicted class {int(logits.argmax())}, label {label}")

@@ -21,17 +21,22 @@ frozen children still update their running statistics in training mode, as in Py
     python examples/finetune_resnet18_cifar10.py --weights resnet18_imagenet.npz --freeze-children 10
     python examples/finetune_resnet18_cifar10.py --fake-data --epochs 1 --freeze-children 6
 """
+import sys
+
 import minidl
 from minidl import nn, optim
 from minidl.data import transforms as T
+from minidl.experiments.recipes import imagenet_resnet18
+from minidl.models import set_architecture
 from minidl.train.experiment import (IMAGENET_MEAN, IMAGENET_STD, count_parameters, experiment_parser,
                                      freeze_children, load_data, run_experiment, trainable_parameters)
-from transfer_resnet18_cifar100 import imagenet_resnet18
 
 
 def main():
-    parser = experiment_parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=1e-3, t_max=200,
-                               image_size=32, val_fraction=0.2)
+    parser = experiment_parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=1e-3,
+                               t_max=(200, "CosineAnnealingLR's T_max in epochs (the report's 200, over 20 epochs)"),
+                               image_size=(32, "resize the images to this side (224: as E8)"),
+                               val_fraction=(0.2, "share of the training images held out for validation"))
     parser.add_argument("--weights", default=None, help=".npz state dict of torchvision's resnet18")
     parser.add_argument("--freeze-children", type=int, default=0,
                         help="freeze the first N children (report: 0, 6 or 10; see the docstring)")
@@ -41,9 +46,16 @@ def main():
     transform = T.Compose(steps + [T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     data = load_data(args, "cifar10", train_transform=transform, test_transform=transform,
                      val_fraction=args.val_fraction)
-    model = imagenet_resnet18(args.weights)
+    try:
+        model = imagenet_resnet18(args.weights)
+    except FileNotFoundError as error:
+        sys.exit(str(error))
+    print(f"loaded ImageNet-pretrained weights from {args.weights}" if args.weights else
+          "no --weights given: training ResNet-18 from random initialisation, not the pretrained network of the "
+          "experiment; see examples/convert_torchvision_weights.py")
     frozen = freeze_children(model, args.freeze_children)
     model.fc = nn.Linear(model.fc.in_features, data.num_classes)
+    set_architecture(model, "resnet18", num_classes=data.num_classes, stem="imagenet")  # what it is now
     print(f"frozen children: {', '.join(frozen) or 'none'}; "
           f"{count_parameters(model, trainable_only=True):,} of {count_parameters(model):,} parameters train")
     optimizer = optim.Adam(trainable_parameters(model), lr=args.lr)

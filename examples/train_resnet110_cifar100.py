@@ -6,10 +6,14 @@ set after 30 or 60 epochs out of 200 epochs)". Anchor: ResNet-110 on CIFAR-100 ~
 ``--recipe report`` (default) is the report's ``cifar_class.py`` recipe, as E4 (see
 ``train_preact_resnet18_cifar10.py``): Adam (Keras defaults, lr 1e-3, epsilon 1e-7), batch 128, 200 epochs,
 20% validation split, Keras ``ReduceLROnPlateau(factor 0.1, patience 10, min_lr 1e-4)`` on the validation
-loss, random crop (pad 4) + horizontal flip, no normalisation. Not given, chosen here: the networks are
-minidl's ``resnet110`` (He et al.'s CIFAR net, projection shortcuts) and ``resnet50`` (torchvision's, CIFAR
-stem), since the report's own code for them is not shown; Keras-style L2 1e-4 on convolution kernels
-(weight decay 2e-4 on conv weights only).
+loss, random crop (pad 4) + horizontal flip, no normalisation, Keras-style L2 1e-4 on convolution kernels.
+
+The networks (``--model``): ``resnet110`` (He et al.'s CIFAR net, projection shortcuts) and ``resnet50``
+(torchvision's bottlenecks, CIFAR stem), with L2 on every convolution kernel (weight decay 2e-4 on conv
+weights only); or what the report most likely ran, its own ``ResNet_N`` at the depth its code's naming gives
+(``"ResNet-" + str(2 * sum(layers) + 2)``): ``report110`` = ``report_resnet(110)``, layers [18, 18, 18], and
+``report50`` = ``report_resnet(50)``, layers [6, 6, 6, 6] (its ``BOTTLENECK`` flag cannot run as listed; see
+``minidl/experiments/resnet_n.py``), with the report's own L2 placement.
 
 ``--recipe anchor`` is He et al.'s: SGD lr 0.1 (``--lr`` is ignored), momentum 0.9, weight decay 1e-4,
 batch 128, lr 0.01 for the first epoch as warm-up (the paper's ResNet-110 trick), divided by 10 at 50% and
@@ -22,12 +26,15 @@ batch 128, lr 0.01 for the first epoch as warm-up (the paper's ResNet-110 trick)
 import minidl
 from minidl import optim
 from minidl.data import transforms as T
+from minidl.experiments import report_resnet
+from minidl.experiments.recipes import conv_weight_decay, crop_and_flip, keras_report_recipe, report_weight_decay
 from minidl.models import resnet50, resnet110
 from minidl.train.experiment import (CIFAR100_MEAN, CIFAR100_STD, cifar_augmentation, experiment_parser,
                                      load_data, run_experiment)
-from train_preact_resnet18_cifar10 import conv_weight_decay, crop_and_flip, report_recipe
 
-MODELS = {"resnet110": resnet110, "resnet50": resnet50}
+MODELS = {"resnet110": (resnet110, conv_weight_decay), "resnet50": (resnet50, conv_weight_decay),
+          "report110": (lambda num_classes: report_resnet(depth=110, num_classes=num_classes), report_weight_decay),
+          "report50": (lambda num_classes: report_resnet(depth=50, num_classes=num_classes), report_weight_decay)}
 
 
 def anchor_recipe(model, epochs):
@@ -43,7 +50,8 @@ def anchor_recipe(model, epochs):
 
 
 def main():
-    parser = experiment_parser(__doc__.splitlines()[0], epochs=200, batch_size=128, lr=1e-3, l2=1e-4)
+    parser = experiment_parser(__doc__.splitlines()[0], epochs=200, batch_size=128, lr=1e-3,
+                               l2=(1e-4, "Keras L2 on the kernels, report recipe (weight decay = 2 x l2)"))
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet110", help="which network")
     parser.add_argument("--recipe", choices=["report", "anchor"], default="report",
                         help="the report's Adam + plateau recipe, or He et al.'s SGD recipe")
@@ -57,9 +65,10 @@ def main():
     test_transform = None if report else T.Normalize(CIFAR100_MEAN, CIFAR100_STD)
     data = load_data(args, "cifar100", train_transform=train_transform, test_transform=test_transform,
                      val_fraction=val_fraction)
-    model = MODELS[args.model](num_classes=data.num_classes)
+    build, decay = MODELS[args.model]
+    model = build(num_classes=data.num_classes)
     if report:
-        optimizer, scheduler = report_recipe(args, model, conv_weight_decay(args.l2))
+        optimizer, scheduler = keras_report_recipe(model, lr=args.lr, decay_of=decay(args.l2))
     else:
         optimizer, scheduler = anchor_recipe(model, args.epochs)
     run_experiment(args, model, optimizer, data, scheduler)

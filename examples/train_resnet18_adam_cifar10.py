@@ -21,8 +21,9 @@ from minidl.train.experiment import IMAGENET_MEAN, IMAGENET_STD, experiment_pars
 
 
 def main():
-    parser = experiment_parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=0.01, t_max=200,
-                               val_fraction=0.2)
+    parser = experiment_parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=0.01,
+                               t_max=(200, "CosineAnnealingLR's T_max in epochs (the report's 200, over 20 epochs)"),
+                               val_fraction=(0.2, "share of the training images held out for validation"))
     parser.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet", help="ResNet-18 stem")
     args = parser.parse_args()
     minidl.manual_seed(args.seed)

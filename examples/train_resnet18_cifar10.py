@@ -17,7 +17,8 @@ from minidl.train.experiment import (CIFAR10_MEAN, CIFAR10_STD, cifar_augmentati
 
 def main():
     parser = experiment_parser(__doc__.splitlines()[0], epochs=200, batch_size=128, lr=0.1,
-                               momentum=0.9, weight_decay=5e-4, val_fraction=0.0)
+                               momentum=(0.9, "SGD momentum"), weight_decay=(5e-4, "SGD weight decay"),
+                               val_fraction=(0.0, "share of the training images held out for validation"))
     args = parser.parse_args()
     minidl.manual_seed(args.seed)
     data = load_data(args, "cifar10", train_transform=cifar_augmentation(CIFAR10_MEAN, CIFAR10_STD),

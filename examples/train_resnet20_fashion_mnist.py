@@ -28,9 +28,10 @@ MEAN, STD = (0.2860,), (0.3530,)
 
 
 def main():
-    parser = experiment_parser(__doc__.splitlines()[0], epochs=3, batch_size=128, lr=0.1, momentum=0.9,
-                               weight_decay=1e-4, val_fraction=0.0)
-    parser.add_argument("--subset", type=int, default=None, help="train on this many class-balanced images")
+    parser = experiment_parser(__doc__.splitlines()[0], epochs=3, batch_size=128, lr=0.1,
+                               momentum=(0.9, "SGD momentum"), weight_decay=(1e-4, "SGD weight decay"),
+                               val_fraction=(0.0, "share of the training images held out for validation"))
+    parser.add_argument("--subset", type=int, default=None, help="train on this many class-balanced images (default: all 60,000)")
     args = parser.parse_args()
     minidl.manual_seed(args.seed)
     normalize = T.Normalize(MEAN, STD)

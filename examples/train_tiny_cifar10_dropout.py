@@ -26,18 +26,12 @@ import argparse
 import os
 
 import minidl
-from minidl import nn, optim
+from minidl import optim
 from minidl.data import transforms as T
 from minidl.models import resnet18
 from minidl.train.experiment import IMAGENET_MEAN, IMAGENET_STD, experiment_parser, load_data, run_experiment
 
 SWEEP = (0.1, 0.2, 0.3, 0.4)
-
-
-def build_model(dropout, num_classes):
-    model = resnet18(num_classes=num_classes, stem="imagenet")
-    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
-    return model
 
 
 def train_one(args, dropout):
@@ -46,7 +40,7 @@ def train_one(args, dropout):
     train_transform = T.Compose([resize, T.RandomHorizontalFlip(0.4), T.RandomRotation(30), normalize])
     data = load_data(args, "cifar10", train_transform=train_transform, test_transform=T.Compose([resize, normalize]),
                      val_fraction=args.val_fraction, subset=args.subset)
-    model = build_model(dropout, data.num_classes)
+    model = resnet18(num_classes=data.num_classes, stem="imagenet", dropout=dropout)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.t_max)
     print(f"dropout p={dropout}: {len(data.train.dataset)} training images")
@@ -55,8 +49,12 @@ def train_one(args, dropout):
 
 
 def main():
-    parser = experiment_parser(__doc__.splitlines()[0], epochs=50, batch_size=128, lr=1e-3, dropout=0.3,
-                               subset=5000, image_size=224, t_max=200, val_fraction=0.0)
+    parser = experiment_parser(__doc__.splitlines()[0], epochs=50, batch_size=128, lr=1e-3,
+                               dropout=(0.3, "Dropout(p) before the classifier (one run; --sweep tries 0.1-0.4)"),
+                               subset=(5000, "training images (a class-balanced subset of CIFAR-10's 50,000)"),
+                               image_size=(224, "resize the 32x32 images to this side"),
+                               t_max=(200, "CosineAnnealingLR's T_max in epochs (the report's 200, over 50 epochs)"),
+                               val_fraction=(0.0, "share of the subset held out for validation"))
     parser.add_argument("--sweep", action="store_true", help=f"one run per dropout p in {SWEEP}")
     args = parser.parse_args()
     if not args.sweep:

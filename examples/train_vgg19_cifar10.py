@@ -18,14 +18,16 @@ only when it moves to ResNets; ``--augment`` adds them); the network is ``minidl
 """
 import minidl
 from minidl import optim
+from minidl.experiments.recipes import crop_and_flip
 from minidl.models import vgg19_like
 from minidl.train.experiment import experiment_parser, load_data, run_experiment
-from train_preact_resnet18_cifar10 import crop_and_flip
 
 
 def main():
     parser = experiment_parser(__doc__.splitlines()[0], epochs=100, batch_size=128, lr=1e-3,
-                               drop_epoch=50, drop_factor=0.1, val_fraction=0.2)
+                               drop_epoch=(50, "epoch after which the lr is multiplied by --drop-factor (0: never)"),
+                               drop_factor=(0.1, "the lr drop's factor"),
+                               val_fraction=(0.2, "share of the training images held out for validation"))
     parser.add_argument("--augment", action="store_true", help="random crop (pad 4) + horizontal flip")
     args = parser.parse_args()
     minidl.manual_seed(args.seed)

@@ -23,29 +23,18 @@ import sys
 import minidl
 from minidl import nn, optim
 from minidl.data import transforms as T
-from minidl.models import resnet18
-from minidl.train.experiment import (IMAGENET_MEAN, IMAGENET_STD, experiment_parser, load_data,
-                                     load_npz_state_dict, run_experiment)
-
-
-def imagenet_resnet18(weights_path):
-    """torchvision's ResNet-18 (1000 classes), with the ImageNet weights from ``weights_path`` if given."""
-    model = resnet18(num_classes=1000, stem="imagenet")
-    if weights_path:
-        try:
-            model.load_state_dict(load_npz_state_dict(weights_path))
-        except FileNotFoundError as error:
-            sys.exit(str(error))
-        print(f"loaded ImageNet-pretrained weights from {weights_path}")
-    else:
-        print("no --weights given: training ResNet-18 from scratch (random initialisation), not the "
-              "pretrained network of the experiment; see examples/convert_torchvision_weights.py")
-    return model
+from minidl.experiments.recipes import imagenet_resnet18
+from minidl.models import set_architecture
+from minidl.train.experiment import IMAGENET_MEAN, IMAGENET_STD, experiment_parser, load_data, run_experiment
 
 
 def main():
-    parser = experiment_parser(__doc__.splitlines()[0], epochs=5, batch_size=100, lr=0.01, momentum=0.0,
-                               weight_decay=0.0, image_size=224, flip_p=0.2, val_fraction=0.0)
+    parser = experiment_parser(__doc__.splitlines()[0], epochs=5, batch_size=100, lr=0.01,
+                               momentum=(0.0, "SGD momentum (the report's code shows none)"),
+                               weight_decay=(0.0, "SGD weight decay"),
+                               image_size=(224, "resize the 32x32 images to this side"),
+                               flip_p=(0.2, "probability of each of the horizontal and vertical flips"),
+                               val_fraction=(0.0, "share of the training images held out for validation"))
     parser.add_argument("--weights", default=None, help=".npz state dict of torchvision's resnet18")
     args = parser.parse_args()
     minidl.manual_seed(args.seed)
@@ -54,8 +43,15 @@ def main():
                                  normalize])
     data = load_data(args, "cifar100", train_transform=train_transform, test_transform=T.Compose([resize, normalize]),
                      val_fraction=args.val_fraction)
-    model = imagenet_resnet18(args.weights)
+    try:
+        model = imagenet_resnet18(args.weights)
+    except FileNotFoundError as error:
+        sys.exit(str(error))
+    print(f"loaded ImageNet-pretrained weights from {args.weights}" if args.weights else
+          "no --weights given: training ResNet-18 from scratch (random initialisation), not the pretrained "
+          "network of the experiment; see examples/convert_torchvision_weights.py")
     model.fc = nn.Linear(model.fc.in_features, data.num_classes)
+    set_architecture(model, "resnet18", num_classes=data.num_classes, stem="imagenet")  # what it is now
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     run_experiment(args, model, optimizer, data)
 

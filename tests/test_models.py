@@ -5,7 +5,9 @@ import pytest
 import minidl
 import minidl.nn as nn
 from minidl import models
-from minidl.models import (E11_CONFIGS, E11_PARAMS, E11_REPORTED_PARAMS, ZeroPadShortcut, get_model)
+from minidl import experiments
+from minidl.experiments import E11_CONFIGS, E11_PARAMS, E11_REPORTED_PARAMS
+from minidl.models import ZeroPadShortcut, get_model
 
 from helpers import assert_close, torch_or_skip
 
@@ -28,18 +30,22 @@ KNOWN_COUNTS = [
     ("vgg19", {}, 20_040_522),
     ("vgg19_like", {}, 20_040_522 + 2 * (512 * 512 + 512)),
     ("plain_cnn", {}, 2_234_026),                        # by hand: 2,174,176 conv/BN + 1,049,600 + 10,250
-    ("cifar100_resnet", {}, 4_035_364),                  # by hand from E7's layer list
+    ("e7_resnet", {"layout": "text"}, 4_035_364),        # by hand from E7's layer list (fc 256 -> 100)
+    ("e7_resnet", {}, 4_035_364 + 768 * 100 - 64 * 65),  # its printout: fc 1024 -> 100, layer2 unstrided
+    ("report_resnet", {"depth": 20}, None),              # checked against its name below
 ]
 
 
 @pytest.mark.parametrize("name, kwargs, expected", KNOWN_COUNTS)
 def test_parameter_counts(name, kwargs, expected):
-    assert count(get_model(name, **kwargs)) == expected
+    model = get_model(name, **kwargs)
+    if expected is not None:
+        assert count(model) == expected
 
 
 @pytest.mark.parametrize("combination", sorted(E11_CONFIGS))
 def test_e11_counts(combination):
-    model = models.e11_resnet(combination)
+    model = experiments.e11_resnet(combination)
     assert count(model) == E11_PARAMS[combination]
     if combination in (3, 5, 6):
         assert count(model) == E11_REPORTED_PARAMS[combination]
@@ -152,7 +158,7 @@ def test_resnet20_shortcut_modules():
 
 
 def test_preact_resnet_structure_and_dropout():
-    model = models.preact_resnet18()
+    model = experiments.preact_resnet18()
     for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
         assert layer[0].downsample is not None  # the report's conv block, also in stage 1 at stride 1
         assert layer[1].downsample is None
@@ -169,32 +175,51 @@ def test_preact_resnet_structure_and_dropout():
 
 
 def test_plain_cnn_block_order():
-    block = models.plain_cnn().features[0]
+    block = experiments.plain_cnn().features[0]
     kinds = [type(m).__name__ for m in block]
     assert kinds == ["Conv2d", "ReLU", "BatchNorm2d", "Conv2d", "ReLU", "BatchNorm2d", "MaxPool2d", "Dropout"]
-    assert [b[-1].p for b in models.plain_cnn().features] == [0.25, 0.35, 0.45, 0.35]
+    assert [b[-1].p for b in experiments.plain_cnn().features] == [0.25, 0.35, 0.45, 0.35]
 
 
-def test_cifar100_resnet_shortcuts():
-    model = models.cifar100_resnet()
-    assert model.fc.out_features == 100
-    assert model.layer1[0].shortcut is None
-    assert model.layer2[0].shortcut.stride in (2, (2, 2))
-    assert model.layer2[1].shortcut is None
+def test_e7_resnet_layouts_printout_and_text():
+    printout, text = experiments.e7_resnet(), experiments.e7_resnet(layout="text")
+    assert printout.fc.in_features == 1024 and text.fc.in_features == 256  # the printout's Linear(1024, 100)
+    assert isinstance(printout.dropout, nn.Dropout2d) and printout.dropout.p == 0.2
+    assert type(text.dropout) is nn.Dropout and text.dropout.p == 0.3
+    for model in (printout, text):
+        assert model.fc.out_features == 100
+        assert isinstance(model.layer1[0], models.BasicBlock)  # the library's block, not a copy of it
+        assert model.layer1[0].downsample is None and model.layer1[0].conv1.bias is not None
+        assert model.layer4[0].downsample.stride in (2, (2, 2))
+        assert model.layer4[1].downsample is None
+        assert model(minidl.randn(2, 3, 32, 32)).shape == (2, 100)
+    assert printout.layer2[0].downsample is None and text.layer2[0].downsample is not None
+
+
+@pytest.mark.parametrize("depth, layers", [(18, [2, 2, 2, 2]), (20, [3, 3, 3]), (50, [6, 6, 6, 6]), (110, [18, 18, 18])])
+def test_report_resnet_depth_is_the_reports_name(depth, layers):
+    """The report's code names ResNet_N(layers) "ResNet-" + str(2 * sum(layers) + 2)."""
+    model = experiments.report_resnet(depth=depth)
+    blocks = sum(len(getattr(model, f"layer{i + 1}")) for i in range(model.layers))
+    assert [len(getattr(model, f"layer{i + 1}")) for i in range(model.layers)] == layers
+    assert 2 * blocks + 2 == depth
+    with pytest.raises(ValueError, match="ResNet-20"):
+        experiments.report_resnet(depth=18, layers=[3, 3, 3])
 
 
 def test_configurable_resnet_kernels_and_pool():
-    model = models.configurable_resnet([1, 1, 1], c1=16, conv_kernel=[3, 5, 3], skip_kernel=3, pool_kernel=4)
+    model = experiments.configurable_resnet([1, 1, 1], c1=16, conv_kernel=[3, 5, 3], skip_kernel=3, pool_kernel=4)
+    assert isinstance(model.layer2[0], models.BasicBlock)
     assert model.layer2[0].conv1.weight.shape == (32, 16, 5, 5)
     assert model.layer2[0].downsample[0].weight.shape == (32, 16, 3, 3)
     assert model.fc.in_features == 64 * 2 * 2  # 8x8 final map, 4x4 pool
     assert model(minidl.randn(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="conv_kernel"):
-        models.configurable_resnet([1, 1], conv_kernel=[3, 3, 3])
+        experiments.configurable_resnet([1, 1], conv_kernel=[3, 3, 3])
     with pytest.raises(ValueError, match="odd"):
-        models.configurable_resnet([1, 1], skip_kernel=2)
+        experiments.configurable_resnet([1, 1], skip_kernel=2)
     with pytest.raises(ValueError, match="pool_kernel"):
-        models.configurable_resnet([1, 1, 1], pool_kernel=16)
+        experiments.configurable_resnet([1, 1, 1], pool_kernel=16)
 
 
 def test_get_model_unknown_name_lists_valid_names():
@@ -214,7 +239,7 @@ def test_get_model_passes_options():
 @pytest.mark.parametrize("build, match", [
     (lambda: models.resnet18(stem="tiny"), "cifar, imagenet"),
     (lambda: models.resnet20(shortcut="B"), "projection, zero_pad"),
-    (lambda: models.e11_resnet(9), r"\[1, 2, 3, 4, 5, 6, 7, 8\]"),
+    (lambda: experiments.e11_resnet(9), r"\[1, 2, 3, 4, 5, 6, 7, 8\]"),
 ])
 def test_bad_options_list_the_valid_ones(build, match):
     with pytest.raises(ValueError, match=match):
@@ -223,6 +248,6 @@ def test_bad_options_list_the_valid_ones(build, match):
 
 def test_models_follow_the_default_dtype():
     minidl.set_default_dtype(minidl.float64)
-    model = models.preact_resnet18()
+    model = experiments.preact_resnet18()
     assert {p.dtype for p in model.parameters()} == {np.dtype(np.float64)}
     assert model(minidl.randn(2, 3, 32, 32)).dtype == np.float64

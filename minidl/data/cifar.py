@@ -15,7 +15,7 @@ import tarfile
 
 import numpy as np
 
-from .dataset import InMemoryDataset, cached_arrays
+from .dataset import InMemoryDataset, cached_arrays, check_image_arrays
 from .download import fetch
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -47,7 +47,7 @@ class _CIFAR(InMemoryDataset):
         self.root, self.train = os.fspath(root), bool(train)
         split = "train" if self.train else "test"
         arrays = cached_arrays(os.path.join(self.root, f"{self.cache_prefix}-{split}.npz"),
-                               lambda: self._read_archive(download))
+                               lambda: self._read_archive(download), self._check)
         self.images = arrays["images"]
         self._set_targets(arrays)
 
@@ -82,6 +82,9 @@ class CIFAR10(_CIFAR):
                 "labels": labels[:, 0].astype(np.int64),
                 "classes": np.array(_read_names(tar, f"{self.folder}/batches.meta.txt"))}
 
+    def _check(self, arrays):
+        check_image_arrays(arrays, IMAGE_SHAPE, 10, name=type(self).__name__)
+
     def _set_targets(self, arrays):
         self.targets = arrays["labels"]
         self.classes = [str(name) for name in arrays["classes"]]
@@ -114,6 +117,11 @@ class CIFAR100(_CIFAR):
                 "fine_labels": labels[:, 1].astype(np.int64),
                 "coarse_classes": np.array(_read_names(tar, f"{self.folder}/coarse_label_names.txt")),
                 "fine_classes": np.array(_read_names(tar, f"{self.folder}/fine_label_names.txt"))}
+
+    def _check(self, arrays):
+        check_image_arrays(arrays, IMAGE_SHAPE, {"coarse_labels": 20, "fine_labels": 100},
+                           labels=("coarse_labels", "fine_labels"),
+                           name=type(self).__name__)
 
     def _set_targets(self, arrays):
         self.coarse_targets, self.fine_targets = arrays["coarse_labels"], arrays["fine_labels"]

@@ -5,8 +5,11 @@ targets as one int64 array, so ``get_batch(indices)`` gathers a whole batch with
 NumPy index instead of a Python loop over samples.  ``Subset`` maps its indices onto its
 parent's, and ``random_split``/``train_val_split``/``random_subset`` build seeded splits.
 """
+import hashlib
 import numbers
 import os
+import tempfile
+import warnings
 
 import numpy as np
 
@@ -30,40 +33,90 @@ class Dataset:
         return images, targets
 
 
-CACHE_VERSION = 1  # bump when the decoded layout changes, so old caches are decoded again
+CACHE_VERSION = 2  # bump when the decoded layout changes, so old caches are decoded again
 
 
-def cached_arrays(path, decode):
+class CacheError(ValueError):
+    """A cache file does not hold what was decoded from the verified archive."""
+
+
+def cached_arrays(path, decode, check=None):
     """The arrays cached at ``path`` (an .npz), or ``decode()``'s arrays, then cached there.
 
-    Decoding an archive takes seconds; the cache makes the second start fast.
+    Decoding an archive takes seconds; the cache makes the second start fast. The cache holds a
+    SHA-256 of the decoded arrays and is used only when its arrays still have that digest and pass
+    ``check(arrays)`` (which raises ``CacheError``: shapes, dtypes, label ranges); otherwise it is
+    decoded again from the archive (whose checksum the dataset verified) and rewritten.
     """
-    arrays = _load_cache(path)
+    arrays = _load_cache(path, check)
     if arrays is None:
         arrays = decode()
+        if check is not None:
+            check(arrays)
         _save_cache(path, **arrays)
     return arrays
 
 
+def arrays_digest(arrays):
+    """SHA-256 over the names, dtypes, shapes and bytes of ``arrays`` (a dict), in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.view(np.uint8).reshape(-1) if array.dtype.kind != "U" else array.tobytes())
+    return digest.hexdigest()
+
+
 def _save_cache(path, **arrays):
-    """Writes the cache atomically; a read-only ``root`` just means no cache."""
-    temporary = f"{path}.tmp-{os.getpid()}.npz"
+    """Writes the cache atomically through an unpredictable, exclusively created temporary (never a
+    planted file or symlink); a read-only ``root`` just means no cache."""
+    temporary = None
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        np.savez(temporary, version=np.int64(CACHE_VERSION), **arrays)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".minidl-cache-", suffix=".npz", dir=folder)
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, version=np.int64(CACHE_VERSION), digest=np.array(arrays_digest(arrays)), **arrays)
         os.replace(temporary, path)
     except OSError:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.lexists(temporary):
             os.remove(temporary)
 
 
-def _load_cache(path):
-    if not os.path.exists(path):
+def _load_cache(path, check=None):
+    if not os.path.isfile(path):
         return None
-    with np.load(path, allow_pickle=False) as cache:
-        if int(cache["version"]) != CACHE_VERSION:
-            return None
-        return {name: cache[name] for name in cache.files}
+    try:
+        with np.load(path, allow_pickle=False) as cache:
+            if "version" not in cache.files or int(cache["version"]) != CACHE_VERSION or "digest" not in cache.files:
+                return None
+            arrays = {name: cache[name] for name in cache.files if name not in ("version", "digest")}
+            expected = str(cache["digest"])
+        if arrays_digest(arrays) != expected:
+            raise CacheError(f"its arrays do not match their SHA-256 {expected[:12]}...")
+        if check is not None:
+            check(arrays)
+    except (CacheError, OSError, ValueError, KeyError) as error:
+        warnings.warn(f"ignoring the data cache {path}: {error}; decoding the archive again", stacklevel=3)
+        return None
+    return arrays
+
+
+def check_image_arrays(arrays, image_shape, num_classes, count=None, labels=("labels",), name="dataset"):
+    """Raises ``CacheError`` unless ``arrays`` holds uint8 images of ``image_shape`` and int64 labels in
+    [0, num_classes) (each of ``labels`` a label array, with its class count if ``num_classes`` is a dict)."""
+    images = arrays.get("images")
+    if images is None or images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != tuple(image_shape):
+        raise CacheError(f"{name}: images must be uint8 of shape (N, {', '.join(map(str, image_shape))}), got "
+                         f"{None if images is None else (images.dtype, images.shape)}")
+    if count is not None and len(images) != count:
+        raise CacheError(f"{name}: expected {count} images, found {len(images)}")
+    for key in labels:
+        values, classes = arrays.get(key), num_classes[key] if isinstance(num_classes, dict) else num_classes
+        if values is None or values.dtype != np.int64 or values.shape != (len(images),):
+            raise CacheError(f"{name}: {key} must be int64 of shape ({len(images)},)")
+        if len(values) and (values.min() < 0 or values.max() >= classes):
+            raise CacheError(f"{name}: {key} must lie in [0, {classes}), found {values.min()}..{values.max()}")
 
 
 class InMemoryDataset(Dataset):

@@ -17,7 +17,15 @@ CHUNK_BYTES = 1 << 20
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A dataset file is missing and could not be downloaded."""
+    """A dataset file is missing and could not be downloaded.
+
+    ``missing_file``, ``url``, ``folder`` and ``reason`` say which file, from where, which folder and
+    why, so a command-line tool can word its own message (naming its option instead of ``root=``).
+    """
+
+    def __init__(self, message, missing_file=None, url=None, folder=None, reason=None):
+        super().__init__(message)
+        self.missing_file, self.url, self.folder, self.reason = missing_file, url, folder, reason
 
 
 class ChecksumError(RuntimeError):
@@ -56,7 +64,8 @@ def _not_found(filename, url, root, reason):
     root = os.path.abspath(root)
     return DatasetNotFoundError(
         f"{filename!r} is not in {root!r} and {reason}. Download it yourself from {url} and put it in "
-        f"{root}/ (keep the name {filename}), or pass root= pointing at the folder that holds it.")
+        f"{root}/ (keep the name {filename}), or pass root= pointing at the folder that holds it.",
+        missing_file=filename, url=url, folder=root, reason=reason)
 
 
 def download_url(url, root, filename, md5=None, sha256=None, progress=True, timeout=60):

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .dataset import InMemoryDataset, cached_arrays
+from .dataset import InMemoryDataset, cached_arrays, check_image_arrays
 from .download import ChecksumError, file_digest, fetch
 
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -59,8 +59,11 @@ class _MNISTBase(InMemoryDataset):
         self.root, self.train = os.fspath(root), bool(train)
         prefix = "train" if self.train else "t10k"
         cache_path = os.path.join(self.root, f"{self.cache_prefix}-{'train' if self.train else 'test'}.npz")
-        arrays = cached_arrays(cache_path, lambda: self._read_idx(prefix, download))
+        arrays = cached_arrays(cache_path, lambda: self._read_idx(prefix, download), self._check)
         self.images, self.targets = arrays["images"], arrays["labels"]
+
+    def _check(self, arrays):
+        check_image_arrays(arrays, (1, 28, 28), 10, name=type(self).__name__)
 
     def _read_idx(self, prefix, download):
         images = read_idx_gz(self._locate(f"{prefix}-images-idx3-ubyte.gz", download), IMAGES_MAGIC)

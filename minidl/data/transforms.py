@@ -126,11 +126,23 @@ class RandomShift(Transform):
     Pixels shifted in are ``fill`` (Keras' ``fill_mode="constant"``).  ``max_shift`` is an
     int (pixels), a float in (0, 1) (a fraction of the height/width, rounded to pixels),
     or a pair (vertical, horizontal).  The vertical shift is drawn first, then the horizontal.
+
+    ``keras_integer=True`` draws an integer ``max_shift`` m as Keras' ``ImageDataGenerator``
+    does for ``width_shift_range=m`` (``np.random.choice(m) * np.random.choice([-1, 1])``):
+    shifts in [-(m-1), m-1], with 0 twice as likely as each other value (for m = 4: -3..3).
     """
 
-    def __init__(self, max_shift, fill=0):
+    def __init__(self, max_shift, fill=0, keras_integer=False):
         self.max_shift = _pair(max_shift, "RandomShift max_shift")
         self.fill = fill
+        self.keras_integer = keras_integer
+        if keras_integer and not all(isinstance(m, numbers.Integral) and m >= 1 for m in self.max_shift):
+            raise ValueError(f"RandomShift: keras_integer needs whole-pixel max_shift >= 1, got {max_shift!r}")
+
+    def _draw(self, generator, max_shift, n):
+        if self.keras_integer:
+            return generator.integers(0, max_shift, n) * generator.choice(np.array([-1, 1]), n)
+        return generator.integers(-max_shift, max_shift + 1, n)
 
     def _pixels(self, shift, extent):
         if isinstance(shift, numbers.Integral):
@@ -144,8 +156,8 @@ class RandomShift(Transform):
         max_y, max_x = self._pixels(self.max_shift[0], height), self._pixels(self.max_shift[1], width)
         padded = _pad(batch, max_y, max_y, max_x, max_x, self.fill)
         n = len(batch)
-        shift_y = generator.integers(-max_y, max_y + 1, n)
-        shift_x = generator.integers(-max_x, max_x + 1, n)
+        shift_y = self._draw(generator, max_y, n)
+        shift_x = self._draw(generator, max_x, n)
         # Output row y shows input row y - shift_y, which is padded row max_y - shift_y + y.
         return _gather_windows(padded, max_y - shift_y, max_x - shift_x, height, width)
 

@@ -19,6 +19,7 @@ Two stems:
 freezes the first 6 or first 10 children).
 """
 from .. import nn
+from .registry import register_model
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50"]
 
@@ -36,19 +37,25 @@ def conv1x1(in_planes, out_planes, stride=1):
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+    """Two convolutions and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
 
-    ``downsample`` is the shortcut module when the shape changes (None means identity).
+    ``downsample`` is the shortcut module when the shape changes (None means identity). The
+    convolutions are 3x3 without bias (torchvision's block); ``kernel_size`` (odd, "same"
+    padding) and ``bias`` give the variants the experiments use (E7's biased convolutions,
+    E11's F x F kernels), so every ResNet in minidl runs this one forward.
     """
 
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, kernel_size=3, bias=False):
         super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"BasicBlock: kernel_size must be odd so 'same' padding keeps the shape, got {kernel_size}")
+        padding = kernel_size // 2
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size, stride=stride, padding=padding, bias=bias)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU()
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size, stride=1, padding=padding, bias=bias)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.stride = stride
@@ -90,10 +97,12 @@ class ResNet(nn.Module):
 
     Initialisation as torchvision: convolutions ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``,
     BatchNorm weight 1 and bias 0, ``fc`` PyTorch's default Linear init. ``zero_init_residual=True`` starts the
-    last BatchNorm of every block at weight 0, so each residual branch begins as the identity.
+    last BatchNorm of every block at weight 0, so each residual branch begins as the identity. ``dropout`` > 0
+    makes ``fc`` a ``Sequential(Dropout(dropout), Linear)`` (E14's classifier).
     """
 
-    def __init__(self, block, layers, num_classes=1000, zero_init_residual=False, stem="cifar", in_channels=3):
+    def __init__(self, block, layers, num_classes=1000, zero_init_residual=False, stem="cifar", in_channels=3,
+                 dropout=0.0):
         super().__init__()
         if stem not in STEMS:
             raise ValueError(f"unknown ResNet stem {stem!r}; valid stems: {', '.join(STEMS)}")
@@ -113,6 +122,8 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
+        if dropout > 0:
+            self.fc = nn.Sequential(nn.Dropout(dropout), self.fc)
         self._init_weights(zero_init_residual)
 
     def _make_layer(self, block, planes, blocks, stride=1):
@@ -146,16 +157,19 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
+@register_model("resnet18")
 def resnet18(num_classes=10, **kwargs):
     """ResNet-18: BasicBlock x [2, 2, 2, 2]. CIFAR stem by default; ``stem="imagenet"`` for E8/E13."""
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, **kwargs)
 
 
+@register_model("resnet34")
 def resnet34(num_classes=10, **kwargs):
     """ResNet-34: BasicBlock x [3, 4, 6, 3]."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
 
 
+@register_model("resnet50")
 def resnet50(num_classes=10, **kwargs):
     """ResNet-50: Bottleneck x [3, 4, 6, 3] (E3, E6). CIFAR form, 10 classes: 23,520,842 parameters."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, **kwargs)

@@ -21,6 +21,7 @@ Linear weight ``kaiming_normal_`` (fan_in, gain sqrt(2)); BatchNorm weight 1, bi
 """
 from .. import nn
 from ..nn import functional as F
+from .registry import register_model
 from .resnet import BasicBlock, conv1x1
 
 __all__ = ["ZeroPadShortcut", "CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
@@ -95,26 +96,31 @@ class CifarResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
+@register_model("resnet20")
 def resnet20(num_classes=10, shortcut="projection", **kwargs):
     """ResNet-20 (n=3): E2's network and the 91.25% anchor of He et al."""
     return CifarResNet(3, num_classes=num_classes, shortcut=shortcut, **kwargs)
 
 
+@register_model("resnet32")
 def resnet32(num_classes=10, shortcut="projection", **kwargs):
     """ResNet-32 (n=5)."""
     return CifarResNet(5, num_classes=num_classes, shortcut=shortcut, **kwargs)
 
 
+@register_model("resnet44")
 def resnet44(num_classes=10, shortcut="projection", **kwargs):
     """ResNet-44 (n=7)."""
     return CifarResNet(7, num_classes=num_classes, shortcut=shortcut, **kwargs)
 
 
+@register_model("resnet56")
 def resnet56(num_classes=10, shortcut="projection", **kwargs):
     """ResNet-56 (n=9)."""
     return CifarResNet(9, num_classes=num_classes, shortcut=shortcut, **kwargs)
 
 
+@register_model("resnet110")
 def resnet110(num_classes=10, shortcut="projection", **kwargs):
     """ResNet-110 (n=18): E6's deep net (93.57% anchor on CIFAR-10 with a warm-up epoch at lr 0.01)."""
     return CifarResNet(18, num_classes=num_classes, shortcut=shortcut, **kwargs)

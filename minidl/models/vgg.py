@@ -9,6 +9,7 @@ Initialisation as torchvision: conv ``kaiming_normal_(fan_out, relu)`` with zero
 ``normal_(0, 0.01)`` with zero bias.
 """
 from .. import nn
+from .registry import register_model
 
 __all__ = ["VGG", "CFGS", "vgg11", "vgg13", "vgg16", "vgg19", "vgg19_like"]
 
@@ -69,26 +70,31 @@ class VGG(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
+@register_model("vgg11")
 def vgg11(num_classes=10, **kwargs):
     """VGG-11 with BatchNorm for 32x32 input."""
     return VGG(CFGS["vgg11"], num_classes=num_classes, **kwargs)
 
 
+@register_model("vgg13")
 def vgg13(num_classes=10, **kwargs):
     """VGG-13 with BatchNorm for 32x32 input."""
     return VGG(CFGS["vgg13"], num_classes=num_classes, **kwargs)
 
 
+@register_model("vgg16")
 def vgg16(num_classes=10, **kwargs):
     """VGG-16 with BatchNorm for 32x32 input (14,728,266 parameters for 10 classes)."""
     return VGG(CFGS["vgg16"], num_classes=num_classes, **kwargs)
 
 
+@register_model("vgg19")
 def vgg19(num_classes=10, **kwargs):
     """VGG-19 with BatchNorm for 32x32 input."""
     return VGG(CFGS["vgg19"], num_classes=num_classes, **kwargs)
 
 
+@register_model("vgg19_like")
 def vgg19_like(num_classes=10, hidden=512, dropout=0.5, **kwargs):
     """E1's "VGG-19-like" network: deep conv-BN stacks with no residuals (the net whose loss spikes under Adam
     until a step LR drop; ~70% reported).

@@ -1,5 +1,19 @@
-"""E4/E5's ResNet-18 with pre-activation blocks, ELU and strong dropout (a Keras net: 86.75% on CIFAR-10,
-top-5 78.42% on CIFAR-100), built as the report's code ``ResNet_N(layers=[2, 2, 2, 2])`` builds it.
+"""The Keras report's ``ResNet_N(layers)`` (E1-E6's ``resnet.py``): pre-activation blocks, ELU and strong dropout.
+
+It is the report's only model code, and it names what it builds ``"ResNet-" + str(2 * sum(layers) + 2)``: its
+``cifar_class.py`` builds ``ResNet_N(layers=[2, 2, 2, 2])``, the "ResNet-18" of E4 (86.75% on CIFAR-10) and E5
+(top-5 78.42% on CIFAR-100). ``report_resnet(depth)`` builds the ``ResNet_N`` that the report's naming calls
+ResNet-``depth``, which is what its other ResNets most likely were:
+
+- ResNet-18: ``layers=[2, 2, 2, 2]`` (the listed code);
+- ResNet-20 (E2): ``[3, 3, 3]``; ResNet-110 (E6): ``[18, 18, 18]`` (He et al.'s 6n+2 depths, three stages);
+- ResNet-50 (E3, E6): ``[6, 6, 6, 6]`` (four stages as the listed code; ``2 * 24 + 2 = 50``).
+
+Its ``BOTTLENECK = True`` flag cannot have built the ResNet-50: as listed, ``basic_blk`` then reads ``k[2]`` of the
+2-tuple ``(3, 3)`` every caller passes (an IndexError), and its ``4 * f`` output channels could not be added to
+the ``f``-channel shortcut. So the report's ResNet-50 was a plain ``ResNet_N`` of depth 50 (above), and minidl
+offers no bottleneck form of it. These differ from He et al.'s CIFAR nets (``minidl.models.resnet20``: 16/32/64
+channels, stride-1 stem, no dropout, 0.27M parameters) and from torchvision's ResNet-50 (bottlenecks).
 
 Layout, for a 3x32x32 image::
 
@@ -24,8 +38,12 @@ listing has 0.5. The stem is stride 2 as in that code; Keras pads a stride-2 'sa
 row/column (PyTorch's padding=1 pads both sides), which shifts the sampling grid by one pixel, not the shapes.
 """
 from .. import nn
+from ..models.registry import register_model
 
-__all__ = ["PreActBlock", "PreActResNet", "preact_resnet18"]
+__all__ = ["PreActBlock", "PreActResNet", "preact_resnet18", "report_resnet", "REPORT_LAYERS"]
+
+# depth as the report's code names it -> layers (see the module docstring)
+REPORT_LAYERS = {18: [2, 2, 2, 2], 20: [3, 3, 3], 50: [6, 6, 6, 6], 110: [18, 18, 18]}
 
 
 def bn_elu(channels, eps):
@@ -99,6 +117,21 @@ class PreActResNet(nn.Module):
         return self.fc(self.dropout(self.avgpool(x).flatten(1)))
 
 
+@register_model("preact_resnet18")
 def preact_resnet18(num_classes=10, **kwargs):
     """E4 (CIFAR-10) and E5 (CIFAR-100, ``num_classes=100``): the report's ResNet-18."""
     return PreActResNet((2, 2, 2, 2), num_classes=num_classes, **kwargs)
+
+
+@register_model("report_resnet")
+def report_resnet(depth=18, num_classes=10, layers=None, **kwargs):
+    """The report's ``ResNet_N`` it calls ResNet-``depth`` (``REPORT_LAYERS``), or with explicit ``layers``."""
+    if layers is None:
+        if depth not in REPORT_LAYERS:
+            raise ValueError(f"report_resnet: no layers known for depth {depth}; known: {sorted(REPORT_LAYERS)} "
+                             "(or pass layers=[...])")
+        layers = REPORT_LAYERS[depth]
+    if 2 * sum(layers) + 2 != depth:
+        raise ValueError(f"report_resnet: layers {list(layers)} make the report's ResNet-{2 * sum(layers) + 2}, "
+                         f"not ResNet-{depth}")
+    return PreActResNet(tuple(layers), num_classes=num_classes, **kwargs)

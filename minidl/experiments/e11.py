@@ -7,9 +7,11 @@ Layout (the standard CIFAR ResNet), for a 3x32x32 image::
     layer1..layerN: B_i BasicBlocks of C_i = C_1 * 2^(i-1) channels; stride 1 for layer1, 2 after
     avgpool - flatten - fc Linear(C_N * s * s, num_classes)
 
-A block is ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` with F_i x F_i convolutions (padding F_i // 2,
-no bias); where the shape changes, ``downsample = Sequential(Conv2d(K_i x K_i, stride, padding K_i // 2, no
-bias), BatchNorm2d)``, else the identity. ``pool_kernel=None`` (default) pools globally (s = 1); an integer P is
+A block is the library's ``BasicBlock`` (``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``) with
+F_i x F_i convolutions (padding F_i // 2, no bias); where the shape changes, ``downsample = Sequential(Conv2d(K_i x
+K_i, stride, padding K_i // 2, no bias), BatchNorm2d)``, else the identity. ``dropout`` > 0 puts ``Dropout(p)``
+before ``fc`` (the report's final runs added dropout without saying where; ``fc`` becomes ``Sequential(Dropout,
+Linear)``). ``pool_kernel=None`` (default) pools globally (s = 1); an integer P is
 ``AvgPool2d(P)`` and s = (final side) // P.
 
 With these defaults (F=3, K=1, global pool) combinations 3, 5 and 6 have exactly the report's 4,903,242,
@@ -17,8 +19,10 @@ With these defaults (F=3, K=1, global pool) combinations 3, 5 and 6 have exactly
 give; minidl's own counts (10 classes) are in ``E11_PARAMS``.
 """
 from .. import nn
+from ..models.registry import register_model
+from ..models.resnet import BasicBlock
 
-__all__ = ["ConfigBlock", "ConfigurableResNet", "configurable_resnet", "E11_CONFIGS", "E11_REPORTED_PARAMS",
+__all__ = ["config_block", "ConfigurableResNet", "configurable_resnet", "E11_CONFIGS", "E11_REPORTED_PARAMS",
            "E11_PARAMS", "e11_resnet"]
 
 # Combination number -> (N implied by len(num_blocks)) first-layer channels C1 and blocks per layer B.
@@ -49,27 +53,14 @@ def _per_layer(value, n, what):
     return values
 
 
-class ConfigBlock(nn.Module):
-    """BasicBlock with an F x F conv kernel and a K x K projection shortcut (torchvision's names)."""
-
-    def __init__(self, inplanes, planes, stride=1, conv_kernel=3, skip_kernel=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, conv_kernel, stride=stride, padding=conv_kernel // 2, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(planes, planes, conv_kernel, stride=1, padding=conv_kernel // 2, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, planes, skip_kernel, stride=stride, padding=skip_kernel // 2, bias=False),
-                nn.BatchNorm2d(planes))
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+def config_block(inplanes, planes, stride=1, conv_kernel=3, skip_kernel=1):
+    """E11's block: a ``BasicBlock`` with F x F convolutions and a K x K projection shortcut where the shape changes."""
+    downsample = None
+    if stride != 1 or inplanes != planes:
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes, skip_kernel, stride=stride, padding=skip_kernel // 2, bias=False),
+            nn.BatchNorm2d(planes))
+    return BasicBlock(inplanes, planes, stride, downsample, kernel_size=conv_kernel)
 
 
 class ConfigurableResNet(nn.Module):
@@ -77,7 +68,7 @@ class ConfigurableResNet(nn.Module):
     or one per layer; ``pool_kernel`` P (None = global); ``input_size`` is the image side."""
 
     def __init__(self, num_blocks, c1=64, conv_kernel=3, skip_kernel=1, pool_kernel=None, num_classes=10,
-                 in_channels=3, input_size=32):
+                 in_channels=3, input_size=32, dropout=0.0):
         super().__init__()
         n = len(num_blocks)
         if n < 1:
@@ -94,8 +85,8 @@ class ConfigurableResNet(nn.Module):
         inplanes, side = c1, input_size
         for i in range(n):
             planes, stride = c1 * 2 ** i, 1 if i == 0 else 2
-            blocks = [ConfigBlock(inplanes, planes, stride, conv_kernels[i], skip_kernels[i])]
-            blocks += [ConfigBlock(planes, planes, 1, conv_kernels[i], skip_kernels[i])
+            blocks = [config_block(inplanes, planes, stride, conv_kernels[i], skip_kernels[i])]
+            blocks += [config_block(planes, planes, 1, conv_kernels[i], skip_kernels[i])
                        for _ in range(1, num_blocks[i])]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes, side = planes, -(-side // stride)
@@ -107,6 +98,8 @@ class ConfigurableResNet(nn.Module):
                                  f"side {side} (input_size {input_size}, {n} layers)")
             self.avgpool, side = nn.AvgPool2d(pool_kernel), side // pool_kernel
         self.fc = nn.Linear(inplanes * side * side, num_classes)
+        if dropout > 0:
+            self.fc = nn.Sequential(nn.Dropout(dropout), self.fc)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -118,11 +111,13 @@ class ConfigurableResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
+@register_model("configurable_resnet")
 def configurable_resnet(num_blocks=(3, 3, 3), c1=64, num_classes=10, **kwargs):
     """E11's ResNet; the defaults are the winning combination 6 (N=3, C1=64, B=[3, 3, 3], 4,327,754 params)."""
     return ConfigurableResNet(list(num_blocks), c1=c1, num_classes=num_classes, **kwargs)
 
 
+@register_model("e11_resnet")
 def e11_resnet(combination=6, num_classes=10, **kwargs):
     """The network of E11's combination 1-8 (``E11_CONFIGS``); extra keywords as ``ConfigurableResNet``."""
     if combination not in E11_CONFIGS:

@@ -14,6 +14,7 @@ Keras defaults are kept so the run is the report's run: convolutions and dense l
 ``momentum=0.99``, which is PyTorch's ``momentum=0.01`` (``bn_eps``/``bn_momentum`` change them).
 """
 from .. import nn
+from ..models.registry import register_model
 
 __all__ = ["PlainCNN", "plain_cnn"]
 
@@ -55,6 +56,7 @@ class PlainCNN(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
+@register_model("plain_cnn")
 def plain_cnn(num_classes=10, **kwargs):
     """E9 (``num_classes=10``) and E10 (``num_classes=100``): 2,234,026 parameters for 10 classes."""
     return PlainCNN(num_classes=num_classes, **kwargs)
