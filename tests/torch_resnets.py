@@ -94,10 +94,10 @@ class TorchZeroPad(tnn.Module):
 class TorchCifarResNet(tnn.Module):
     """He et al.'s 6n+2 CIFAR ResNet with torchvision's module names."""
 
-    def __init__(self, n, num_classes=10, shortcut="projection"):
+    def __init__(self, n, num_classes=10, shortcut="projection", in_channels=3):
         super().__init__()
         self.inplanes = 16
-        self.conv1 = tnn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.conv1 = tnn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         self.bn1 = tnn.BatchNorm2d(16)
         self.relu = tnn.ReLU()
         self.layer1 = self._make_layer(16, n, 1, shortcut)

@@ -43,24 +43,32 @@ def split(count, parts):
 
 
 PARALLEL_MIN_SIZE = 1 << 18  # values; below this one thread is faster than waking the others
-SLICES_PER_THREAD = 4  # more slices balance better; each costs one more Python-level call of ``work``
+# Every parallel op is cut into this many slices whatever the thread count (reproducible sums; see
+# map_ranges): 4 per thread on 4 cores, enough to balance 2 to 8 threads.
+FIXED_SLICES = 16
 
 
 def map_ranges(work, count, size=None, min_size=None):
     """[work(first, stop) for each range of split(count, ...)], in range order, run in parallel threads.
 
-    The calling thread and num_threads() - 1 pool workers take the ranges one at a time, each the
-    next one nobody has taken yet.  A worker that has not started when the ranges run out is
-    cancelled instead of waited for.  ``size``: the number of values the whole op reads or writes;
+    The op is cut into FIXED_SLICES ranges (fewer if ``count`` is smaller), whatever the number of
+    threads, so results do not depend on it; the calling thread and num_threads() - 1 pool workers
+    take the ranges one at a time, each the next one nobody has taken yet.  A worker that has not
+    started when the ranges run out is cancelled instead of waited for.  ``size``: the number of values the whole op reads or writes;
     below ``min_size`` (default PARALLEL_MIN_SIZE) the calling thread does it all in one range, since
     waking a worker and sharing the GIL with it costs 50-200 us here (a small batch trains 2-3x
     faster on one thread).
     """
     small = size is not None and size < (PARALLEL_MIN_SIZE if min_size is None else min_size)
-    threads = 1 if small or getattr(_inside, "worker", False) else num_threads()
-    ranges = split(count, threads * SLICES_PER_THREAD if threads > 1 else 1)
-    if len(ranges) == 1:  # one core, one item, or already inside a worker (nested calls run serially)
-        return [work(*ranges[0])]
+    if small or getattr(_inside, "worker", False):  # a small op, or already inside a range: one range, no split
+        return [work(0, count)]
+    # The ranges depend on the op's size only, never on the number of threads, and each runs with
+    # single-threaded BLAS: so a sum over ranges (BatchNorm's statistics, a weight gradient) adds the
+    # same partial sums in the same order on 1 thread or 16, and a run gives the same bits either way.
+    ranges = split(count, FIXED_SLICES)
+    threads = min(num_threads(), len(ranges))
+    if threads == 1:
+        return [_single_threaded_blas(lambda: work(*bounds)) for bounds in ranges]
     pool = _get_pool(threads - 1)
     results = [None] * len(ranges)
     next_index = iter(range(len(ranges)))  # next() on a range iterator is atomic under the GIL
@@ -74,7 +82,7 @@ def map_ranges(work, count, size=None, min_size=None):
                 return
             results[index] = work(*ranges[index])
 
-    futures = [pool.submit(_single_threaded_blas, take_ranges) for _ in range(min(threads, len(ranges)) - 1)]
+    futures = [pool.submit(_single_threaded_blas, take_ranges) for _ in range(threads - 1)]
     _single_threaded_blas(take_ranges)
     for future in futures:
         if not future.cancel():  # cancel() is False once the worker started: wait for its last range
