@@ -17,7 +17,7 @@ import numpy as np
 import minidl
 import minidl.distributed as dist
 from minidl import nn, optim
-from minidl.models import configurable_resnet
+from minidl.experiments import configurable_resnet
 from minidl.nn import functional as F
 from minidl.nn.parallel import DistributedDataParallel as DDP
 

@@ -396,7 +396,7 @@ def test_missing_cupy_is_a_clear_error_for_nccl(monkeypatch):
 def test_nccl_world_size_one_runs_the_single_process_step():
     """The NCCL backend with one process: collectives on CUDA tensors, and a DDP training step (with
     SyncBatchNorm, which falls back to BatchNorm) equal to the same step without DDP."""
-    from minidl.models import configurable_resnet
+    from minidl.experiments import configurable_resnet
     from minidl.nn import functional as F
     dist.init_process_group("nccl")
     try:
