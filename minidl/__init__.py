@@ -16,6 +16,7 @@ from .creation import (arange, as_tensor, cat, concatenate, empty, empty_like, e
                        stack, tensor, zeros, zeros_like)
 from .dtypes import (bool, double, float, float16, float32, float64, get_default_dtype, half, int, int8, int16,
                      int32, int64, long, set_default_dtype, short, uint8, uint16, uint32, uint64)
+from .memory_formats import channels_last, contiguous_format, memory_format, preserve_format
 from .random import get_rng_state, manual_seed, seed, set_rng_state
 from .size import Size
 from .tensor import Tensor, where

@@ -20,6 +20,7 @@ import contextlib
 import threading
 
 from .backends.registry import choose, choose_function
+from .memory_formats import contiguous_format, preserve_format
 
 _state = threading.local()
 
@@ -80,6 +81,9 @@ class Function:
     """
 
     inputs = None  # the input Tensors, kept so backward can walk to them
+    # How forward's result is stored, copied to the output's Tensor.memory_format: contiguous_format,
+    # channels_last, or preserve_format (like the first input Tensor).  A forward may set it on self.
+    output_memory_format = contiguous_format
     released = False
 
     @classmethod
@@ -103,6 +107,8 @@ class Function:
             raise _shape_error(fn, arrays, error) from error
         record = record and output_array.dtype.kind == "f"  # integer outputs (indices, casts) carry no gradient
         output = Tensor._from_array(output_array, requires_grad=record)
+        if fn.output_memory_format is not contiguous_format:
+            output._memory_format = _output_memory_format(fn.output_memory_format, inputs)
         if record:
             fn.inputs = inputs
             fn.input_versions = tuple(getattr(x, "_version", None) for x in inputs)
@@ -136,6 +142,12 @@ def _shape_error(fn, arrays, error):
     mismatch = broadcast_mismatch(*shapes) if len(shapes) == 2 and "broadcast" in str(error) else None
     listed = ", ".join(map(str, shapes))
     return ShapeError(f"{fn.name}: {mismatch or error} (inputs of shape {listed})")
+
+
+def _output_memory_format(declared, inputs):
+    if declared is preserve_format:
+        return next((x.memory_format for x in inputs if hasattr(x, "memory_format")), contiguous_format)
+    return declared
 
 
 def topological_order(root_fn):

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from . import autograd, dtypes
+from . import autograd, dtypes, memory_formats
 from .backend import device as Device, device_of, get_array_module, move_array
 from .errors import ArgumentError, ShapeError, check_dim
 from .functions import arithmetic, elementwise, indexing, reduction, shape as shape_ops
@@ -69,13 +69,16 @@ class Tensor(MathMethods, IndexingMethods):
         self.requires_grad = requires_grad
 
     @classmethod
-    def _from_array(cls, array, requires_grad=False):
-        """Wraps an array that is already of the right dtype and device (no copy)."""
+    def _from_array(cls, array, requires_grad=False, memory_format=memory_formats.contiguous_format):
+        """Wraps an array that is already of the right dtype and device (no copy); ``memory_format``
+        declares how it is stored (see the ``memory_format`` property)."""
         if isinstance(array, np.generic):  # NumPy reductions return scalars: keep .array an ndarray
             array = np.asarray(array)
         tensor = cls.__new__(cls)
         tensor.array, tensor.grad, tensor._ctx, tensor._retains_grad = array, None, None, False
         tensor._requires_grad = requires_grad
+        if memory_format is not memory_formats.contiguous_format:
+            tensor._memory_format = memory_format
         return tensor
 
     # ------------------------------------------------------------------ attributes
@@ -85,13 +88,13 @@ class Tensor(MathMethods, IndexingMethods):
 
         It never requires grad, and changing it in place (``p.data.mul_(0.9)``) changes this
         tensor without autograd knowing. minidl's own code uses ``.array``, the raw array."""
-        return Tensor._from_array(self.array)
+        return Tensor._from_array(self.array, memory_format=self.memory_format)
 
     @data.setter
     def data(self, value):
         if not isinstance(value, Tensor):
             raise TypeError(f"Tensor.data must be set to a Tensor, got {type(value).__name__}")
-        self.array = value.array
+        self.array, self._memory_format = value.array, value.memory_format
 
     @property
     def requires_grad(self):
@@ -205,19 +208,49 @@ class Tensor(MathMethods, IndexingMethods):
 
     def detach(self):
         """The same data, cut out of the graph."""
-        return Tensor._from_array(self.array)
+        return Tensor._from_array(self.array, memory_format=self.memory_format)
 
     def clone(self):
-        return Cast.apply(self, dtype=self.dtype)  # astype always copies
+        return Cast.apply(self, dtype=self.dtype)  # astype always copies, in the same memory order
 
-    def contiguous(self):
-        return self
+    # ------------------------------------------------------------------ memory format
+    @property
+    def memory_format(self):
+        """How this tensor's elements are stored, as declared by the op that made it (docs/backends.md).
 
-    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+        ``minidl.channels_last`` (4-D only) promises (N, H, W, C) memory: the CPU convolution
+        returns it, and BatchNorm, ReLU and the residual add keep it, so the next layer reads it
+        without a copy.  ``minidl.contiguous_format`` (every tensor made from data, and the output
+        of every reference op) promises nothing a fast path relies on.  Fast implementations choose
+        their path from this tag, never from strides; ``is_contiguous`` asks the memory itself."""
+        return self._memory_format
+
+    _memory_format = memory_formats.contiguous_format
+
+    def is_contiguous(self, memory_format=memory_formats.contiguous_format):
+        """Whether the memory is laid out in ``memory_format`` (read from the strides, as in PyTorch)."""
+        memory_format = memory_formats.check(memory_format, "is_contiguous")
+        if memory_format is memory_formats.preserve_format:
+            raise ArgumentError("is_contiguous: preserve_format is not a layout; ask for contiguous_format "
+                                "or channels_last")
+        return memory_formats.is_stored_as(self.array, memory_format)
+
+    def contiguous(self, memory_format=memory_formats.contiguous_format):
+        """This tensor stored and tagged in ``memory_format``: itself when it already is, else a copy
+        (gradients flow through)."""
+        memory_format = memory_formats.check(memory_format, "contiguous")
+        if memory_format is memory_formats.preserve_format:
+            raise ArgumentError("contiguous: preserve memory format is unsupported by the contiguous operator")
+        if self.memory_format is memory_format and self.is_contiguous(memory_format):
+            return self
+        return ToMemoryFormat.apply(self, memory_format=memory_format)
+
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False, memory_format=None):
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``.
 
         ``non_blocking`` is accepted for PyTorch compatibility (copies are synchronous);
-        ``copy=True`` returns a copy even when nothing changes."""
+        ``copy=True`` returns a copy even when nothing changes; ``memory_format`` as in ``contiguous``
+        (``preserve_format``: keep this tensor's)."""
         for arg in args:
             if isinstance(arg, Tensor):
                 device, dtype = arg.device, arg.dtype
@@ -230,6 +263,11 @@ class Tensor(MathMethods, IndexingMethods):
             result = Cast.apply(result, dtype=np.dtype(dtype))
         if device is not None and Device(device) != self.device:
             result = ToDevice.apply(result, device=Device(device))
+        if memory_format is None or memory_format is memory_formats.preserve_format:
+            if result.memory_format is not self.memory_format:  # e.g. after a copy to another device
+                result = result.contiguous(self.memory_format)
+        else:
+            result = result.contiguous(memory_format)
         return result.clone() if copy and result is self else result
 
     def cpu(self):
@@ -795,12 +833,25 @@ class MaxResult(tuple):
 class Cast(autograd.Function):
     """y = x converted to ``dtype``.   dL/dx = g converted back to x's dtype."""
 
+    output_memory_format = memory_formats.preserve_format  # astype keeps the memory order
+
     def forward(self, x, dtype=None):
         self.dtype = x.dtype
         return x.astype(dtype)
 
     def backward(self, g):
         return g.astype(self.dtype)
+
+
+class ToMemoryFormat(autograd.Function):
+    """y = x stored in ``memory_format`` (x itself when it already is).   dL/dx = g."""
+
+    def forward(self, x, memory_format=None):
+        self.output_memory_format = memory_format
+        return memory_formats.as_memory_format(x, memory_format)
+
+    def backward(self, g):
+        return g
 
 
 class ToDevice(autograd.Function):

@@ -15,11 +15,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import minidl
+from minidl import memory_formats
 from minidl.backends.cpu import conv as cpu_conv, conv_gemm, kernels as cpu_kernels, threads as cpu_threads
 from minidl.backends import registry
 from minidl.backends.cpu.activation import ReLUFused
 from minidl.backends.cpu.add import AddThreaded, add_gradients_threaded
-from minidl.backends.cpu.batchnorm import BatchNormChannelsLast, is_channels_last
+from minidl.backends.cpu.batchnorm import BatchNormChannelsLast
 from minidl.backends.cpu.pooling import AdaptiveAvgPool2dChannelsLast
 from minidl.functions import conv
 from minidl.functions.batchnorm import batch_norm
@@ -48,9 +49,18 @@ def channels_last_copy(array):
     return np.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
-def leaf(array, requires_grad=True):
-    """A leaf tensor wrapping ``array`` itself: its dtype and memory layout are kept."""
-    return minidl.Tensor._from_array(array, requires_grad=requires_grad)
+def stored_channels_last(array):
+    return memory_formats.is_stored_as(array, minidl.channels_last)
+
+
+def leaf(array, requires_grad=True, memory_format=None):
+    """A leaf tensor wrapping ``array`` itself: its dtype and memory layout are kept, and it is tagged
+    ``memory_format``, by default ``channels_last`` when the array is a channels_last_copy that is not
+    also C-contiguous (as a channels-last op's output would be)."""
+    if memory_format is None:
+        memory_format = minidl.channels_last if array.ndim == 4 and not array.flags.c_contiguous \
+            and stored_channels_last(array) else minidl.contiguous_format
+    return minidl.Tensor._from_array(array, requires_grad=requires_grad, memory_format=memory_format)
 
 
 def conv_and_grads(x_data, w_data, b_data, upstream, **params):
@@ -200,7 +210,7 @@ def test_batch_norm_on_channels_last_input_matches_the_reference(shape, training
     weight_data = rng.standard_normal(channels).astype(dtype)
 
     def run():
-        x = leaf(x_data)
+        x = leaf(x_data, memory_format=minidl.channels_last)
         weight = leaf(weight_data) if affine else None
         bias = leaf(np.linspace(-1, 1, channels).astype(dtype)) if affine else None
         running = [np.linspace(0, 1, channels).astype(dtype), np.linspace(1, 2, channels).astype(dtype)]
@@ -209,7 +219,7 @@ def test_batch_norm_on_channels_last_input_matches_the_reference(shape, training
         return [y.array, x.grad.array, *running] + ([weight.grad.array, bias.grad.array] if affine else [])
 
     fast, reference = fast_and_reference(run, expect=[BatchNormChannelsLast])
-    assert is_channels_last(fast[0])
+    assert stored_channels_last(fast[0])
     tolerance = 1e-10 if dtype == np.float64 else 1e-4
     for got, expected in zip(fast, reference):
         assert got.dtype == dtype
@@ -237,7 +247,7 @@ def test_split_ufuncs_match_one_plain_call_and_keep_the_layout(monkeypatch, thre
     np.testing.assert_array_equal(relu, np.maximum(x, 0))
     np.testing.assert_array_equal(cpu_threads.ufunc(np.multiply, g, positive), g * positive)
     np.testing.assert_array_equal(cpu_threads.ufunc(np.add, x, g), x + g)
-    assert relu.dtype == np.float32 and is_channels_last(relu)
+    assert relu.dtype == np.float32 and stored_channels_last(relu)
 
 
 def test_relu_and_add_on_large_channels_last_tensors_match_numpy():
@@ -401,7 +411,7 @@ def test_adaptive_avg_pool_gradient_keeps_the_channels_last_layout(output_size):
         captured = {}
         pooled = minidl.nn.functional.adaptive_avg_pool2d(leaf(x_array), output_size)
         captured["g"] = pooled.grad_fn.backward(upstream)
-    assert is_channels_last(captured["g"])  # the pooling gradient itself, before any copy into .grad
+    assert stored_channels_last(captured["g"])  # the pooling gradient itself, before any copy into .grad
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-12)
 
 
@@ -451,19 +461,22 @@ def test_fused_relu_threaded_add_and_gradient_sum_match_the_reference(shape, cha
         a_data, b_data = channels_last_copy(a_data), channels_last_copy(b_data)
     a_data.flat[0] = 0.0  # the ReLU's kink: no gradient at 0, as in PyTorch
 
+    layout = minidl.channels_last if channels_last else minidl.contiguous_format
+
     def run():
-        a, b = leaf(a_data), leaf(b_data)
+        a, b = leaf(a_data, memory_format=layout), leaf(b_data, memory_format=layout)
         h = a + b
         y = minidl.nn.functional.relu(h) + h
         (y * minidl.tensor(upstream)).sum().backward()
-        return [y.array, a.grad.array, b.grad.array]
+        return [y.array, a.grad.array, b.grad.array], y.memory_format
 
     summed = []
     with mock.patch.object(minidl.backends.cpu.activation, "FUSED_MIN_SIZE", 0), \
             mock.patch.object(minidl.backends.cpu.add.threads, "add",
                               side_effect=lambda x, y, add=cpu_threads.add: summed.append(x.shape) or add(x, y)):
-        fast, reference = fast_and_reference(run, expect=[ReLUFused, AddThreaded])
+        (fast, fast_layout), (reference, _) = fast_and_reference(run, expect=[ReLUFused, AddThreaded])
     assert len(summed) == 3  # two forward adds and the gradient sum at h, all on the threaded path
+    assert fast_layout is layout and (layout is minidl.contiguous_format or stored_channels_last(fast[0]))
     for got, expected in zip(fast, reference):
         assert got.dtype == dtype
         np.testing.assert_array_equal(got, expected)
@@ -478,7 +491,7 @@ def test_channels_last_adaptive_avg_pool_matches_the_reference(shape, output_siz
     upstream = rng.standard_normal((*shape[:2], *output_size))
 
     def run():
-        x = leaf(x_data)
+        x = leaf(x_data, memory_format=minidl.channels_last)
         y = minidl.nn.functional.adaptive_avg_pool2d(x, output_size)
         (y * minidl.tensor(upstream)).sum().backward()
         return [y.array, x.grad.array]

@@ -8,6 +8,7 @@ the CPU's threads for large arrays; the output keeps x's memory order.
 import numpy as np
 
 from ...functions.activation import ReLU
+from ...memory_formats import preserve_format
 from ..registry import register
 from . import kernels
 
@@ -17,6 +18,8 @@ FUSED_MIN_SIZE = 1 << 12  # values; below this the kernel call costs more than t
 @register(ReLU, "cpu")
 class ReLUFused(ReLU):
     """The same y and dL/dx as ReLU, each in one pass."""
+
+    output_memory_format = preserve_format  # y is written in x's memory order
 
     @classmethod
     def supports(cls, inputs, params):

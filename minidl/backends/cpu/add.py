@@ -8,6 +8,7 @@ import numpy as np
 
 from ...autograd import add_gradients
 from ...functions.arithmetic import Add
+from ...memory_formats import preserve_format
 from ..registry import register, register_function
 from . import threads
 
@@ -15,6 +16,8 @@ from . import threads
 @register(Add, "cpu")
 class AddThreaded(Add):
     """a + b for two arrays of one shape and dtype (no broadcasting, so no gradient to sum down)."""
+
+    output_memory_format = preserve_format  # threads.add writes the sum in a's memory order
 
     @classmethod
     def supports(cls, inputs, params):

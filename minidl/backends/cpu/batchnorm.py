@@ -3,11 +3,14 @@
 An (N, C, H, W) activation stored (N, H, W, C), as the CPU convolution makes it, is an (N*H*W, C)
 matrix of rows without a copy.  The maths is the reference's (see BatchNorm there); each step is
 one fused pass over the rows (``kernels.py``, numba), split across the CPU's threads, instead of
-several whole-array NumPy passes with temporaries.  The output is channels-last too.
+several whole-array NumPy passes with temporaries.  It runs for inputs tagged
+``minidl.channels_last`` (the CPU convolution's output) and returns channels-last output, so the
+layers after it stay on their fast paths.
 """
 import numpy as np
 
 from ...functions.batchnorm import BatchNorm, _update_running_stats
+from ...memory_formats import channels_last
 from ..registry import register
 from . import kernels
 
@@ -16,9 +19,11 @@ from . import kernels
 class BatchNormChannelsLast(BatchNorm):
     """The same y and gradients as BatchNorm, on the (N*H*W, C) rows of a channels-last input."""
 
+    output_memory_format = channels_last
+
     @classmethod
     def supports(cls, inputs, params):
-        return is_channels_last(getattr(inputs[0], "array", inputs[0]))
+        return is_channels_last_float(inputs[0])
 
     def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None,
                 training=False, momentum=0.1, eps=1e-5):
@@ -60,15 +65,15 @@ class BatchNormChannelsLast(BatchNorm):
         return grad_x, grad_weight, grad_bias
 
 
-def is_channels_last(x):
-    """A 4-D float32/float64 NumPy array whose memory is ordered (N, H, W, C) (its NHWC transpose is
-    contiguous): the input the rows path (and its numba kernels) handles."""
-    return (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)
-            and x.transpose(0, 2, 3, 1).flags.c_contiguous)
+def is_channels_last_float(x):
+    """Whether ``x`` is a tensor tagged ``channels_last`` (so 4-D) of float32/float64 NumPy data: the
+    input the rows path and its numba kernels handle."""
+    return (getattr(x, "memory_format", None) is channels_last and isinstance(x.array, np.ndarray)
+            and x.dtype in (np.float32, np.float64))
 
 
 def channel_rows(x):
-    """x (N, C, H, W) as its (N*H*W, C) matrix of rows: a view when x is stored channels-last."""
+    """x (N, C, H, W) as its (N*H*W, C) matrix of rows: a view when x is stored channels-last (else a copy)."""
     return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 

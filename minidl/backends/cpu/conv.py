@@ -29,6 +29,7 @@ import numpy as np
 
 from ... import amp
 from ...functions.conv import Conv2d, output_size, window_slice
+from ...memory_formats import channels_last
 from ..registry import register
 from . import conv_gemm as gemm
 from .threads import map_ranges
@@ -55,6 +56,8 @@ def strategy(channels, kernel_size, stride):
 @register(Conv2d, "cpu")
 class Conv2dChannelsLast(Conv2d):
     """The same y, dL/dx, dL/dW, dL/db as Conv2d (see there), computed in channels-last memory."""
+
+    output_memory_format = channels_last  # y is a transposed view of the (N*OH*OW, OC) GEMM result
 
     @classmethod
     def supports(cls, inputs, params):

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...functions.pooling import AdaptiveAvgPool2d
 from ..registry import register
-from .batchnorm import is_channels_last
+from .batchnorm import is_channels_last_float
 
 
 @register(AdaptiveAvgPool2d, "cpu")
@@ -17,7 +17,7 @@ class AdaptiveAvgPool2dChannelsLast(AdaptiveAvgPool2d):
 
     @classmethod
     def supports(cls, inputs, params):
-        return is_channels_last(getattr(inputs[0], "array", inputs[0]))
+        return is_channels_last_float(inputs[0])
 
     def backward(self, g):
         if not self.divisible:

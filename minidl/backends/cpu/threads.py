@@ -145,12 +145,14 @@ def ufunc(function, a, b, out_dtype=None):
 
     ``a`` is a NumPy array, ``b`` an array of the same shape or a scalar; the result has ``a``'s
     memory layout (like NumPy's order='K') and dtype ``out_dtype`` (default ``a.dtype``), which
-    must be the dtype ``function(a, b)`` gives.  Small arrays take one plain call.
+    must be the dtype ``function(a, b)`` gives.  Small arrays take one call on this thread.
     """
-    if a.ndim == 0 or 3 * a.size < PARALLEL_MIN_SIZE or num_threads() == 1:  # reads 2 values, writes 1
+    if a.ndim == 0:
         return function(a, b)
     out = np.empty_like(a, dtype=out_dtype)
-    if np.ndim(b) == 0:
+    if 3 * a.size < PARALLEL_MIN_SIZE or num_threads() == 1:  # reads 2 values, writes 1
+        function(a, b, out=out)
+    elif np.ndim(b) == 0:
         map_ranges(lambda first, stop: function(a[first:stop], b, out=out[first:stop]), len(a))
     else:
         map_ranges(lambda first, stop: function(a[first:stop], b[first:stop], out=out[first:stop]), len(a))
@@ -158,8 +160,9 @@ def ufunc(function, a, b, out_dtype=None):
 
 
 def add(a, b):
-    """a + b, a new array; split across threads when both are NumPy arrays of one shape and dtype
-    (a residual add, or the two gradients of a residual branch), else one plain ``a + b``."""
+    """a + b, a new array; when both are NumPy arrays of one shape and dtype (a residual add, or the
+    two gradients of a residual branch) it has a's memory layout and is split across threads,
+    else it is one plain ``a + b``."""
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype:
         return ufunc(np.add, a, b)
     return a + b

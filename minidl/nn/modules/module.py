@@ -15,6 +15,7 @@ import numpy as np
 
 from ... import dtypes
 from ...backend import device as Device, move_array
+from ...memory_formats import as_memory_format, check as check_memory_format, contiguous_format, preserve_format
 from ...tensor import Tensor
 from ..parameter import Parameter
 
@@ -322,8 +323,9 @@ class Module:
                 param.grad.array[...] = 0
 
     # ------------------------------------------------------------------ devices and dtypes
-    def _apply_to_arrays(self, convert):
-        """Replaces the array of every parameter, gradient and buffer by ``convert(array)``.
+    def _apply_to_arrays(self, convert, memory_format=None):
+        """Replaces the array of every parameter, gradient and buffer by ``convert(array)``, and
+        stores the 4-D parameters and buffers in ``memory_format`` (None: each as it was).
 
         The Tensor objects stay the same, so an optimizer built before ``to()`` still
         holds the module's parameters (PyTorch's semantics).
@@ -334,16 +336,22 @@ class Module:
                 if tensor is None or id(tensor) in seen:
                     continue
                 seen.add(id(tensor))
-                tensor.array = convert(tensor.array)
+                layout = memory_format if memory_format is not None and tensor.ndim == 4 else tensor.memory_format
+                array = convert(tensor.array)
+                if layout is not contiguous_format or memory_format is not None:
+                    array = as_memory_format(array, layout)  # a channels_last tensor stays stored so
+                tensor.array, tensor._memory_format = array, layout
                 if tensor.grad is not None:
                     tensor.grad.array = convert(tensor.grad.array)
         return self
 
-    def to(self, *args, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None, memory_format=None):
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(tensor)``; in place, returns self.
 
         A dtype applies to floating-point parameters and buffers only: integer buffers
-        such as BatchNorm's ``num_batches_tracked`` keep their dtype.
+        such as BatchNorm's ``num_batches_tracked`` keep their dtype.  ``memory_format``
+        (``minidl.channels_last`` or ``minidl.contiguous_format``) applies to the 4-D ones only, as
+        in PyTorch; minidl's CPU convolution is fast whatever its weight's layout.
         """
         for arg in args:
             if isinstance(arg, Tensor):
@@ -357,12 +365,14 @@ class Module:
             if not dtypes.is_floating(dtype):
                 raise TypeError(f"Module.to only accepts floating-point dtypes, got {dtype}")
         target = Device(device) if device is not None else None
+        if memory_format is not None and check_memory_format(memory_format, "Module.to") is preserve_format:
+            memory_format = None
 
         def convert(array):
             if dtype is not None and dtypes.is_floating(array.dtype):
                 array = array.astype(dtype, copy=False)
             return move_array(array, target) if target is not None else array
-        return self._apply_to_arrays(convert)
+        return self._apply_to_arrays(convert, memory_format)
 
     def cpu(self):
         return self.to("cpu")
