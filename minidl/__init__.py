@@ -51,7 +51,7 @@ for _name in ("exp", "log", "sqrt", "tanh", "sigmoid", "abs", "clamp", "sum", "m
               "logical_or", "logical_xor", "logical_not", "gather", "scatter", "scatter_add", "scatter_reduce",
               "index_select", "take_along_dim", "masked_fill", "masked_select", "nonzero", "argwhere", "sort",
               "argsort", "msort", "flip", "fliplr", "flipud", "roll", "tril", "triu", "diagonal", "diag",
-              "split", "chunk", "unbind", "narrow", "select", "tile", "numel", "t", "index_put"):
+              "split", "chunk", "unbind", "narrow", "select", "tile", "numel", "t", "index_put", "bernoulli"):
     globals()[_name] = _tensor_function(_name) if _name != "matmul" else (lambda a, b: a @ b)
 del _name
 

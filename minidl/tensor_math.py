@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from . import autograd, dtypes
-from .backend import get_array_module
+from .backend import get_array_module, move_array
 from .errors import DTypeError, check_dim
 from .functions import bitwise, comparison, division, exp_log, reduction, rounding, scan, trig
 from .functions.indexing import Gather
@@ -310,6 +310,21 @@ class MathMethods:
         self.array[...] = get_array_module(self.array).asarray(samples)
         self._version += 1
         return self
+
+    def bernoulli_(self, p=0.5):
+        """Fills with 1 (probability ``p``, a number or a tensor of probabilities) or 0."""
+        from . import random
+        self._check_inplace()
+        p = move_array(p.array, "cpu") if hasattr(p, "array") else p  # drawn on the CPU, as normal_ is
+        draws = random.generator().random(self.shape) < p
+        self.array[...] = get_array_module(self.array).asarray(draws.astype(self.dtype))
+        self._version += 1
+        return self
+
+    def bernoulli(self):
+        """0/1 samples, each 1 with the probability this tensor holds there."""
+        from .tensor import Tensor
+        return Tensor._from_array(get_array_module(self.array).zeros_like(self.array)).bernoulli_(self)
 
 
 # In-place forms PyTorch has, each the out-of-place method written back into the tensor.

@@ -318,3 +318,17 @@ def test_inplace_variants_write_the_result(name):
 def test_inplace_variant_refuses_a_result_it_cannot_hold():
     with pytest.raises(RuntimeError, match="can't be cast"):
         minidl.tensor([1, 2]).sigmoid_()
+
+
+def test_random_fills_draw_from_minidls_generator():
+    minidl.manual_seed(3)
+    first = minidl.empty(1000).bernoulli_(0.3).numpy().copy()
+    minidl.manual_seed(3)
+    assert np.array_equal(first, minidl.empty(1000).bernoulli_(0.3).numpy())
+    assert set(np.unique(first)) == {0.0, 1.0} and 0.2 < first.mean() < 0.4
+    probabilities = minidl.tensor([0.0, 1.0, 0.0, 1.0])
+    assert minidl.bernoulli(probabilities).tolist() == [0.0, 1.0, 0.0, 1.0]
+    x = minidl.empty(2000, dtype=minidl.float64).normal_(1.0, 2.0).numpy()
+    assert abs(x.mean() - 1.0) < 0.2 and abs(x.std() - 2.0) < 0.2
+    u = minidl.empty(2000).uniform_(-1.0, 3.0).numpy()
+    assert u.min() >= -1.0 and u.max() < 3.0 and abs(u.mean() - 1.0) < 0.2
