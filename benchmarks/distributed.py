@@ -135,6 +135,7 @@ def torch_worker(args):
             dist.all_reduce(flat)
             times.append(time.perf_counter() - started)
         allreduce = statistics.median(times[1:])
+        dist.barrier()  # no rank tears gloo down while another still uses it
         dist.destroy_process_group()
     report(args, rank, world, "torch", seconds, gradient_bytes, allreduce)
 
@@ -172,12 +173,13 @@ def run_one(args, framework, processes, threads):
                "--total-batch", str(args.total_batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--cores", str(args.cores)] + (["--sync-bn"] if args.sync_bn else [])
     if processes > 1:
-        launcher = shutil.which("mpiexec") or shutil.which("mpirun")
+        beside_python = os.path.join(os.path.dirname(sys.executable), "mpiexec")  # Open MPI's PyPI wheel
+        launcher = beside_python if os.access(beside_python, os.X_OK) else shutil.which("mpiexec")
         command = [launcher, "-n", str(processes), "--bind-to", "core", "--map-by", "core"] + command
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]  # mpirun adds colour codes
+    if result.returncode != 0 or not lines:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return json.loads(lines[-1])
 
 

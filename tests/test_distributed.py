@@ -22,6 +22,9 @@ does the training; the assertions are here):
 * Overlap: with small buckets, a bucket's all-reduce starts before the stem's gradient (the last one)
   exists.
 * A rank that raises, or is late beyond the timeout, stops the job with its error instead of a hang.
+* ``examples/train_resnet18_cifar10.py --distributed --fake-data`` under ``mpirun -np 2``: one process
+  prints and writes, its test loss is the one over both processes' shares, and the run resumes in one
+  process (another world size).
 
 The unit tests below need no MPI: SyncBatchNorm's maths on two threads that play two ranks (finite
 differences in float64 and PyTorch parity), the sampler against PyTorch's, and the errors a user gets.
@@ -42,6 +45,7 @@ import minidl.distributed as dist
 from minidl import nn
 from minidl.data import DataLoader, DistributedSampler
 from minidl.functions.sync_batchnorm import SyncBatchNorm as SyncBatchNormFunction
+from minidl.train import experiment
 from tests.helpers import torch_or_skip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +56,8 @@ EXAMPLE = os.path.join(ROOT, "examples", "train_resnet18_cifar10.py")
 # ====================================================================== two processes under mpirun
 def mpirun_or_skip():
     """The command that starts processes, or a skip (a failure in CI, which installs minidl[mpi])."""
-    launcher = shutil.which("mpiexec") or shutil.which("mpirun")
+    beside_python = os.path.join(os.path.dirname(sys.executable), "mpiexec")  # where pip puts Open MPI's wheel's
+    launcher = beside_python if os.access(beside_python, os.X_OK) else shutil.which("mpiexec")
     missing = None if launcher and dist.is_mpi_available() else "mpi4py and mpiexec (pip install 'minidl[mpi]')"
     if missing and os.environ.get("CI"):
         pytest.fail(f"CI installs the mpi extra, but {missing} is missing")
@@ -164,6 +169,36 @@ def test_a_late_rank_makes_the_collective_time_out(tmp_path):
     assert result.returncode != 0, output(result)
     assert "DistBackendError: all_reduce on rank 0 of 2 timed out after 2 s" in result.stderr, output(result)
     assert not (tmp_path / "out.json").exists()
+
+
+def test_example_trains_on_two_processes_and_resumes_on_one(tmp_path):
+    """``--distributed`` under mpirun -np 2: rank 0 alone prints and writes, the checkpoint holds the bare
+    model, the test metrics are over both processes' shares, and the run resumes in one process."""
+    out = tmp_path / "run"
+    smoke = ["--fake-data", "--fake-size", "16", "--batch-size", "8", "--no-progress", "--out", out]
+    result = mpirun(EXAMPLE, "--distributed", "--epochs", "1", *smoke, timeout=400)
+    assert result.returncode == 0, output(result)
+    assert result.stdout.count("epoch 1/1") == 1 and result.stdout.count("test:") == 1, output(result)
+    assert "(4 on each of 2 processes)" in result.stdout, output(result)
+    with open(out / "history.json") as file:
+        row = json.load(file)[-1]
+    state = minidl.train.load_checkpoint(str(out / "last.npz"))
+    assert not any(key.startswith("module.") for key in state["model"])
+    model = minidl.models.resnet18(num_classes=10)
+    model.load_state_dict(state["model"])
+    test_loader = DataLoader(minidl.data.FakeData(4, (3, 32, 32), 10, seed=0, train=False), batch_size=4,
+                             transform=minidl.data.transforms.Normalize(*experiment.DATASET_STATS["cifar10"]))
+    with minidl.no_grad():
+        images, labels = next(iter(test_loader))
+        loss = float(minidl.nn.functional.cross_entropy(model.eval()(images), labels).item())
+    assert row["test_loss"] == pytest.approx(loss, rel=1e-4)  # over both shares (2 + 2 images)
+
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    resumed = subprocess.run([sys.executable, EXAMPLE, "--epochs", "2", "--resume", *map(str, smoke)], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, output(resumed)
+    with open(out / "history.json") as file:
+        assert [r["epoch"] for r in json.load(file)] == [1, 2]
 
 
 # ====================================================================== SyncBatchNorm's maths, two ranks as threads
@@ -389,6 +424,39 @@ def test_missing_cupy_is_a_clear_error_for_nccl(monkeypatch):
     with pytest.raises(RuntimeError, match="needs CuPy"):
         dist.init_process_group("nccl")
     assert not dist.is_initialized()
+
+
+# ====================================================================== NCCL
+def test_nccl_unique_id_reaches_every_rank_in_the_form_the_installed_cupy_takes():
+    """Rank 0's id (a tuple of 128 signed chars before CuPy 14, bytes since) crosses MPI as 128 raw bytes
+    and becomes what NcclCommunicator of either CuPy version accepts, unchanged."""
+    from minidl.distributed import nccl as backend
+    raw = bytes(range(128, 256))  # bytes above 127: negative as signed chars
+    as_tuple = tuple(int(v) for v in np.frombuffer(raw, dtype=np.int8))
+
+    class Broadcast:  # MPI's Bcast between "ranks" called one after the other
+        sent = None
+
+        def Bcast(self, buffer, root):
+            if Broadcast.sent is None:
+                Broadcast.sent = buffer.copy()
+            buffer[:] = Broadcast.sent
+
+    def communicator_class(takes):
+        class NcclCommunicator:
+            def __init__(self, ndev, comm_id, rank):
+                if not isinstance(comm_id, takes):  # Cython's argument check, before NCCL runs
+                    raise TypeError(f"Argument 'commId' has incorrect type (expected {takes.__name__})")
+                self.comm_id = comm_id
+        return type("nccl", (), {"NcclCommunicator": NcclCommunicator})
+
+    for takes, made_by_rank_0, expected in ((bytes, raw, raw), (tuple, as_tuple, as_tuple)):
+        Broadcast.sent = None
+        for rank in (0, 1):
+            shared = backend._share_unique_id(Broadcast(), made_by_rank_0 if rank == 0 else None)
+            assert backend._communicator(communicator_class(takes), 2, shared, rank).comm_id == expected
+    with pytest.raises(dist.DistBackendError, match="launch with mpirun"):
+        backend._share_unique_id(None, raw)
 
 
 # ====================================================================== NCCL on one GPU

@@ -27,7 +27,11 @@ from .. import random as minidl_random
 from ..backend import device as Device, require_cupy
 from ..data import CIFAR10, CIFAR100, ChecksumError, DataLoader, DatasetNotFoundError, FakeData, FashionMNIST, MNIST, random_subset, train_val_split
 from ..data import transforms as T
+from ..data import DistributedSampler
 from ..experiments.recipes import weight_decay_groups  # noqa: F401  (re-exported: examples used it from here)
+from ..nn import SyncBatchNorm
+from ..nn.parallel import DistributedDataParallel
+from . import processes
 from .checkpoint import CheckpointError
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
@@ -86,6 +90,11 @@ def experiment_parser(description, *, epochs, batch_size, lr, name=None, **extra
                         help="train on random images of the data set's shapes (no download needed)")
     parser.add_argument("--fake-size", type=int, default=256, help="training images with --fake-data")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in logs)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="train on the processes mpirun started (MPI for --device cpu, NCCL for cuda); "
+                             "--batch-size is the total over all processes (docs/distributed.md)")
+    parser.add_argument("--sync-bn", action="store_true",
+                        help="with --distributed: BatchNorm statistics over all processes (SyncBatchNorm)")
     for option, spec in extra_options.items():
         if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], str)):
             raise TypeError(f"experiment_parser: give {option} as (default, help text), got {spec!r}")
@@ -130,6 +139,8 @@ def load_data(args, dataset, train_transform=None, test_transform=None, val_frac
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; valid names are {sorted(DATASETS)}")
+    if getattr(args, "distributed", False):
+        args.device = str(processes.init_from_device(args.device))
     check_device(args.device)
     make, num_classes, image_shape = DATASETS[dataset]
     if args.fake_data:
@@ -149,6 +160,8 @@ def load_data(args, dataset, train_transform=None, test_transform=None, val_frac
     if val_fraction:
         train_set, val_set = train_val_split(train_set, val_fraction=val_fraction, seed=args.seed)
     loader = lambda data, **kw: DataLoader(data, batch_size=args.batch_size, device=args.device, **kw)
+    if getattr(args, "distributed", False):
+        loader = _loader_for_each_process(args)
     return ExperimentData(
         train=loader(train_set, shuffle=True, drop_last=False, transform=train_transform, seed=args.seed),
         val=loader(val_set, transform=test_transform, seed=args.seed) if val_set is not None else None,
@@ -181,14 +194,39 @@ def cifar_augmentation(mean=CIFAR10_MEAN, std=CIFAR10_STD):
     return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.Normalize(mean, std)])
 
 
+def _loader_for_each_process(args):
+    """DataLoaders of this process's share (DistributedSampler), args.batch_size / processes per step."""
+    rank, world = processes.rank_and_world()
+    if args.batch_size % world:
+        sys.exit(f"--batch-size {args.batch_size} is the total over {world} processes: give a multiple of {world}")
+
+    def loader(data, shuffle=False, drop_last=False, **kw):
+        sampler = DistributedSampler(data, world, rank, shuffle=shuffle, seed=args.seed, drop_last=drop_last)
+        return DataLoader(data, batch_size=args.batch_size // world, device=args.device, sampler=sampler, **kw)
+    return loader
+
+
 def run_experiment(args, model, optimizer, data, scheduler=None, **trainer_options):
     """Trains, evaluates on the test set (saved into the run's history and curves), and turns what can
     go wrong into one clear line and exit code instead of a traceback. Returns (trainer, test stats)."""
+    with processes.stop_all_on_failure():
+        return _run_experiment(args, model, optimizer, data, scheduler, **trainer_options)
+
+
+def _run_experiment(args, model, optimizer, data, scheduler=None, **trainer_options):
     model.to(args.device)
+    if getattr(args, "distributed", False):
+        if args.sync_bn:
+            model = SyncBatchNorm.convert_sync_batchnorm(model)  # the same parameters: the optimizer keeps them
+        model = DistributedDataParallel(model)
     trainer = Trainer(model, optimizer, scheduler=scheduler, device=args.device, out_dir=args.out,
                       progress=not args.no_progress, **trainer_options)
-    print(f"{type(model).__name__}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-          f"{len(data.train)} batches of {args.batch_size} per epoch; writing to {args.out}")
+    if processes.is_main_process():
+        world = processes.rank_and_world()[1]
+        print(f"{type(trainer.model).__name__}: {sum(p.numel() for p in model.parameters()):,} parameters; "
+              f"{len(data.train)} batches of {args.batch_size} per epoch"
+              + (f" ({args.batch_size // world} on each of {world} processes)" if world > 1 else "")
+              + f"; writing to {args.out}")
     try:
         trainer.fit(data.train, args.epochs, val_loader=data.val, resume=args.resume,
                     overwrite=getattr(args, "overwrite", False))
@@ -208,8 +246,9 @@ def run_experiment(args, model, optimizer, data, scheduler=None, **trainer_optio
                  "--overwrite to start it again, or choose another --out")
     except CheckpointError as error:
         sys.exit(str(error))
-    print("test: " + ", ".join(f"{key[5:]} {value:.4f}" if "loss" in key else f"{key[5:]} {100 * value:.2f}%"
-                               for key, value in test.items()))
+    if processes.is_main_process():
+        print("test: " + ", ".join(f"{key[5:]} {value:.4f}" if "loss" in key else f"{key[5:]} {100 * value:.2f}%"
+                                   for key, value in test.items()))
     return trainer, test
 
 

@@ -42,6 +42,7 @@ from ..nn import functional as F
 from ..nn.utils import clip_grad_norm_
 from . import resume as resume_checks
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from .processes import is_main_process, sum_over_processes, unwrap, wrap_for_processes
 from .history import History
 from .metrics import RunningAverage, topk_correct
 
@@ -77,12 +78,18 @@ class Trainer:
         progress: show tqdm progress bars.
         check_every: read the divergence checks every this many steps (1 on the CPU,
             where reading is free; 20 on a GPU, where each read waits for the device).
+
+    Several processes (``minidl.distributed``, docs/distributed.md): the model is trained inside
+    DistributedDataParallel (given so, or wrapped here), each process on its loader's share; the
+    epoch's metrics are sums over all processes; only rank 0 writes files, prints and shows bars;
+    checkpoints hold the bare model, so a run resumes with any number of processes.
     """
 
     def __init__(self, model, optimizer, loss_fn=None, scheduler=None, scheduler_interval=None, device="cpu",
                  out_dir=None, topk=None, grad_clip_norm=None, early_stopping_patience=None, progress=True,
                  check_every=None):
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.network = wrap_for_processes(model)  # what trains: the model, or DDP around it
+        self.model, self.optimizer, self.scheduler = unwrap(model), optimizer, scheduler
         self.loss_fn = loss_fn or F.cross_entropy
         self.scheduler_interval = scheduler_interval or self._default_interval(scheduler)
         if self.scheduler_interval not in ("step", "epoch"):
@@ -93,7 +100,7 @@ class Trainer:
         self.topk = tuple(topk) if topk is not None else DEFAULT_TOPK
         self.grad_clip_norm = grad_clip_norm
         self.early_stopping_patience = early_stopping_patience
-        self.progress = progress
+        self.progress = progress and is_main_process()
         self.check_every = check_every or (1 if self.device.type == "cpu" else 20)
         self.history = History()
         self.epoch = 0  # epochs completed
@@ -150,8 +157,8 @@ class Trainer:
 
     def save(self, name="last.npz", train_loader=None, names=None):
         """Writes the state to ``out_dir/name`` (or to each of ``names``) if every number in it is
-        finite; otherwise raises TrainingDiverged and writes nothing."""
-        if self.out_dir is None:
+        finite; otherwise raises TrainingDiverged and writes nothing. Only rank 0 writes."""
+        if self.out_dir is None or not is_main_process():
             return
         state = self.state_dict(train_loader)
         bad = resume_checks.nonfinite_entries(state)
@@ -215,11 +222,12 @@ class Trainer:
         overwrite an earlier run's ``last.npz`` in ``out_dir`` unless ``overwrite``.
         """
         self._check_learning_rates()
-        if self.out_dir is not None:
+        if self.out_dir is not None and is_main_process():
             remove_stale_temporaries(self.out_dir)
         if resume:
             self.resume(train_loader=train_loader, epochs=epochs)
-        elif self.epoch == 0 and not overwrite and self.out_dir is not None and os.path.exists(self.path("last.npz")):
+        elif self.epoch == 0 and not overwrite and self.out_dir is not None and is_main_process() \
+                and os.path.exists(self.path("last.npz")):
             raise FileExistsError(f"{self.out_dir} already holds a run ({self.path('last.npz')}); "
                                   "fit(resume=True) continues it, fit(overwrite=True) starts it again")
         if self.out_dir is not None and (self.epoch == 0 or not os.path.exists(self.path("last.npz"))):
@@ -249,8 +257,10 @@ class Trainer:
                 improved = self._track_best(val_stats)
                 self._write_outputs(train_loader, improved)
             self._print_epoch(row, epochs)
-            if self._should_stop_early():
-                print(f"early stopping: validation loss did not improve for {self.epochs_without_improvement} epochs")
+            if self._should_stop_early():  # every process decides alike: the validation metrics are global
+                if is_main_process():
+                    print(f"early stopping: validation loss did not improve for {self.epochs_without_improvement} "
+                          "epochs")
                 break
 
     def train_epoch(self, loader, epochs):
@@ -263,7 +273,7 @@ class Trainer:
                    dynamic_ncols=True)
         for batch_index, (images, targets) in enumerate(bar):
             images, targets = images.to(self.device), targets.to(self.device)
-            logits = self.model(images)
+            logits = self.network(images)
             self._settle_topk(logits)
             loss = self.loss_fn(logits, targets)
             self.optimizer.zero_grad()
@@ -284,7 +294,8 @@ class Trainer:
                             lr=f"{self.optimizer.param_groups[0]['lr']:.4g}",
                             img_s=f"{seen / (time.perf_counter() - started):.0f}")
         self._raise_if_diverged(checks)
-        stats = {"train_loss": loss_average.value}
+        loss, correct, seen = _over_processes(loss_average, correct, seen)
+        stats = {"train_loss": loss}
         stats.update({f"train_top{k}": correct[k] / max(seen, 1) for k in self.topk})
         stats["train_images_per_s"] = round(seen / (time.perf_counter() - started), 1)
         return stats
@@ -302,7 +313,7 @@ class Trainer:
             for batch_index, (images, targets) in enumerate(tqdm(loader, desc=prefix, disable=not self.progress,
                                                                  leave=False, dynamic_ncols=True)):
                 images, targets = images.to(self.device), targets.to(self.device)
-                logits = self.model(images)
+                logits = self.network(images)  # under DDP: rank 0's BatchNorm statistics everywhere
                 self._settle_topk(logits)
                 loss = float(self.loss_fn(logits, targets).item())
                 if not math.isfinite(loss):
@@ -311,7 +322,8 @@ class Trainer:
                 for k, count in topk_correct(logits, targets, self.topk).items():
                     correct[k] += count
                 seen += len(targets)
-        stats = {f"{prefix}_loss": loss_average.value}
+        loss, correct, seen = _over_processes(loss_average, correct, seen)
+        stats = {f"{prefix}_loss": loss}
         stats.update({f"{prefix}_top{k}": correct[k] / max(seen, 1) for k in self.topk})
         return stats
 
@@ -397,13 +409,13 @@ class Trainer:
             self.epochs_without_improvement >= self.early_stopping_patience
 
     def _write_outputs(self, train_loader, improved):
-        if self.out_dir is None:
+        if self.out_dir is None or not is_main_process():
             return
         self.save(train_loader=train_loader, names=["last.npz", "best.npz"] if improved else ["last.npz"])
         self._write_history()
 
     def _write_history(self):
-        if self.out_dir is None:
+        if self.out_dir is None or not is_main_process():
             return
         self.history.save(self.out_dir)
         self.history.plot(self.path("curves.png"), title=type(self.model).__name__)
@@ -429,6 +441,8 @@ class Trainer:
                 f"(after epoch {self.epoch}); resume the run to continue from there")
 
     def _print_epoch(self, row, epochs):
+        if not is_main_process():
+            return
         parts = [f"epoch {row['epoch']}/{epochs}", f"lr {row['lr']:.4g}", f"train loss {row['train_loss']:.4f}"]
         for key in ("train_top1", "val_loss", "val_top1", "val_top5"):
             if key in row:
@@ -437,6 +451,14 @@ class Trainer:
                              f"{key.replace('_', ' ')} {100 * value:.2f}%")
         parts.append(f"{row['seconds']:.1f}s")
         tqdm.write(" | ".join(parts))
+
+
+def _over_processes(loss_average, correct, seen):
+    """(mean loss, {k: correct}, images) over every process's share (this process's alone without a group)."""
+    ks = list(correct)
+    loss_total, count, seen, *counts = sum_over_processes([loss_average.total, loss_average.count, seen,
+                                                           *correct.values()])
+    return (loss_total / count if count else float("nan")), dict(zip(ks, counts)), seen
 
 
 class _FiniteChecks:
