@@ -12,7 +12,8 @@ setup(
     package_dir={"minidl.kernels": "kernels"},
     package_data={"minidl.kernels": ["*.cu", "*.cuh"]},
     python_requires=">=3.10",
-    install_requires=["numpy>=1.24", "numba>=0.58", "tqdm>=4.60", "matplotlib>=3.5"],
+    # safetensors: minidl.save/minidl.load (PyTorch's torch.save/torch.load are core API); one small wheel, no deps
+    install_requires=["numpy>=1.24", "numba>=0.58", "tqdm>=4.60", "matplotlib>=3.5", "safetensors>=0.4"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "fast": [],  # numba is a core dependency now; the extra stays so old commands still work

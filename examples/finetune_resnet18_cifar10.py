@@ -17,8 +17,8 @@ children (conv1..layer1) for "6" and the first 9 (all but fc) for "10": ``--free
 reproduces its "6" run exactly; 9 and 10 are the same run, since fc is replaced. BatchNorm layers in
 frozen children still update their running statistics in training mode, as in PyTorch.
 
-    python examples/finetune_resnet18_cifar10.py --weights resnet18_imagenet.npz
-    python examples/finetune_resnet18_cifar10.py --weights resnet18_imagenet.npz --freeze-children 10
+    python examples/finetune_resnet18_cifar10.py --weights resnet18-f37072fd.pth
+    python examples/finetune_resnet18_cifar10.py --weights resnet18-f37072fd.pth --freeze-children 10
     python examples/finetune_resnet18_cifar10.py --fake-data --epochs 1 --freeze-children 6
 """
 import sys
@@ -37,7 +37,8 @@ def main():
                                t_max=(200, "CosineAnnealingLR's T_max in epochs (the report's 200, over 20 epochs)"),
                                image_size=(32, "resize the images to this side (224: as E8)"),
                                val_fraction=(0.2, "share of the training images held out for validation"))
-    parser.add_argument("--weights", default=None, help=".npz state dict of torchvision's resnet18")
+    parser.add_argument("--weights", default=None,
+                        help="torchvision's resnet18 ImageNet .pth, used as it is (see transfer_resnet18_cifar100.py)")
     parser.add_argument("--freeze-children", type=int, default=0,
                         help="freeze the first N children (report: 0, 6 or 10; see the docstring)")
     args = parser.parse_args()
@@ -52,7 +53,7 @@ def main():
         sys.exit(str(error))
     print(f"loaded ImageNet-pretrained weights from {args.weights}" if args.weights else
           "no --weights given: training ResNet-18 from random initialisation, not the pretrained network of the "
-          "experiment; see examples/convert_torchvision_weights.py")
+          "experiment; pass torchvision's resnet18-f37072fd.pth with --weights")
     frozen = freeze_children(model, args.freeze_children)
     model.fc = nn.Linear(model.fc.in_features, data.num_classes)
     set_architecture(model, "resnet18", num_classes=data.num_classes, stem="imagenet")  # what it is now

@@ -9,13 +9,15 @@ PyTorch's defaults, 0 and 0); normalisation statistics (ImageNet's mean/std, whi
 expect); augmentation (the report's part A flips, horizontal and vertical with p=0.2, since it says the
 training loader augments); no validation split.
 
-Weights: ``--weights PATH`` is torchvision's ``resnet18`` state dict saved as ``.npz`` by
-``examples/convert_torchvision_weights.py`` (run where torchvision is installed); it loads into
-``minidl.models.resnet18(num_classes=1000, stem="imagenet")`` (torchvision's form and names) before ``fc``
-is replaced. Without ``--weights`` the network trains from scratch, which is not E8 (and far slower to
+Weights: ``--weights PATH`` is torchvision's ImageNet ``resnet18`` checkpoint as PyTorch saved it,
+``resnet18-f37072fd.pth`` (the file ``torchvision.models.resnet18(weights="IMAGENET1K_V1")`` downloads to
+``~/.cache/torch/hub/checkpoints/``), used directly: ``minidl.load`` reads PyTorch's format without PyTorch
+and without running its pickle (a minidl ``.safetensors`` or an ``.npz`` state dict works too). It loads
+into ``minidl.models.resnet18(num_classes=1000, stem="imagenet")`` (torchvision's form and names) before
+``fc`` is replaced. Without ``--weights`` the network trains from scratch, which is not E8 (and far slower to
 learn); the script says so. ``--image-size`` (default 224) sets the resize; 224 costs 49x the compute of 32.
 
-    python examples/transfer_resnet18_cifar100.py --weights resnet18_imagenet.npz
+    python examples/transfer_resnet18_cifar100.py --weights resnet18-f37072fd.pth
     python examples/transfer_resnet18_cifar100.py --fake-data --epochs 1 --image-size 64
 """
 import sys
@@ -35,7 +37,8 @@ def main():
                                image_size=(224, "resize the 32x32 images to this side"),
                                flip_p=(0.2, "probability of each of the horizontal and vertical flips"),
                                val_fraction=(0.0, "share of the training images held out for validation"))
-    parser.add_argument("--weights", default=None, help=".npz state dict of torchvision's resnet18")
+    parser.add_argument("--weights", default=None,
+                        help="torchvision's resnet18 ImageNet .pth as it is (or a minidl .safetensors / .npz state dict)")
     args = parser.parse_args()
     minidl.manual_seed(args.seed)
     resize, normalize = T.Resize((args.image_size, args.image_size)), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
@@ -49,7 +52,7 @@ def main():
         sys.exit(str(error))
     print(f"loaded ImageNet-pretrained weights from {args.weights}" if args.weights else
           "no --weights given: training ResNet-18 from scratch (random initialisation), not the pretrained "
-          "network of the experiment; see examples/convert_torchvision_weights.py")
+          "network of the experiment; pass torchvision's resnet18-f37072fd.pth with --weights")
     model.fc = nn.Linear(model.fc.in_features, data.num_classes)
     set_architecture(model, "resnet18", num_classes=data.num_classes, stem="imagenet")  # what it is now
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)

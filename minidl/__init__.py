@@ -18,6 +18,7 @@ from .dtypes import (bool, double, float, float16, float32, float64, get_default
                      int32, int64, long, set_default_dtype, short, uint8, uint16, uint32, uint64)
 from .memory_formats import channels_last, contiguous_format, memory_format, preserve_format
 from .random import get_rng_state, manual_seed, seed, set_rng_state
+from .serialization import load, save
 from .size import Size
 from .tensor import Tensor, where
 from .tensor_math import einsum, std_mean, var_mean

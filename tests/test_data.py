@@ -338,3 +338,29 @@ def test_download_url_checks_sha256(tmp_path, monkeypatch):
     with pytest.raises(ChecksumError, match="sha256 checksum mismatch"):
         download_url("https://example.org/b.bin", tmp_path, "b.bin", sha256="0" * 64, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["a.bin"]
+
+
+def test_tensor_dataset_subset_random_split_with_pytorchs_signatures():
+    import minidl
+    from minidl.data import DataLoader, Subset, TensorDataset
+    x = minidl.arange(20).reshape(10, 2).float()
+    y = minidl.arange(10)
+    dataset = TensorDataset(x, y)
+    assert len(dataset) == 10
+    sample_x, sample_y = dataset[3]
+    assert sample_x.tolist() == [6.0, 7.0] and sample_y.item() == 3
+    train, val = random_split(dataset, [7, 3], generator=np.random.default_rng(42))
+    assert sorted(train.indices.tolist() + val.indices.tolist()) == list(range(10))
+    again, _ = random_split(dataset, [0.7, 0.3], generator=np.random.default_rng(42))
+    assert again.indices.tolist() == train.indices.tolist()
+    subset = Subset(dataset, [4, 1])
+    assert [s[1].item() for s in subset[[0, 1]]] == [4, 1]
+    batches = list(DataLoader(train, batch_size=4, shuffle=True, num_workers=2, seed=0))
+    assert [len(b[1]) for b in batches] == [4, 3]
+    seen = np.concatenate([b[1].numpy() for b in batches])
+    assert sorted(seen.tolist()) == sorted(train.indices.tolist())
+    for batch_x, batch_y in batches:  # rows stay paired, values unscaled, dtypes kept
+        assert batch_x.dtype == minidl.float32 and batch_y.dtype == minidl.int64
+        np.testing.assert_array_equal(batch_x.numpy(), np.stack([2 * batch_y.numpy(), 2 * batch_y.numpy() + 1], 1))
+    with pytest.raises(ValueError, match="size mismatch"):
+        TensorDataset(x, minidl.arange(9))

@@ -4,8 +4,8 @@ Each script runs as a user would run it: a subprocess ``python examples/SCRIPT -
 in a temporary output folder; the test asserts exit code 0 and the run's outputs (history.json, last.npz,
 curves.png, or the feature-map PNGs). Also: ``--help`` for every script (every option explained, with its
 default), no example importing another, the README's walk-through run as written (train, Ctrl-C, resume,
-extend, evaluate, feature maps), the one-line messages for what goes wrong, and loading ``.npz``
-ImageNet-form weights with frozen children (E13). The Ray Tune search (E11) is tested in test_search.py.
+extend, evaluate, feature maps), the one-line messages for what goes wrong, and loading torchvision's
+ImageNet-form ResNet-18 .pth as torch.save writes it, with frozen children (E13). The Ray Tune search (E11) is tested in test_search.py.
 """
 import ast
 import importlib.util
@@ -47,7 +47,7 @@ TRAINING_SCRIPTS = {
     "train_tiny_cifar10_dropout.py": SMALL + ["--image-size", "40"],
     "train_resnet20_fashion_mnist.py": [],
 }
-OTHER_SCRIPTS = ["search_configurable_resnet.py", "feature_maps.py", "convert_torchvision_weights.py", "evaluate.py"]
+OTHER_SCRIPTS = ["search_configurable_resnet.py", "feature_maps.py", "evaluate.py"]
 
 
 def script_env():
@@ -146,11 +146,13 @@ def test_dropout_sweep_trains_one_run_per_rate(tmp_path):
 
 
 @pytest.mark.slow
-def test_finetune_loads_npz_weights_and_freezes_all_but_fc(tmp_path):
-    """E13's path: an ImageNet-form state dict in .npz, the first 10 children frozen, a new trainable fc."""
-    from minidl.models import resnet18
-    weights = tmp_path / "resnet18_imagenet.npz"
-    np.savez(weights, **resnet18(num_classes=1000, stem="imagenet").state_dict())
+def test_finetune_loads_a_pytorch_pth_and_freezes_all_but_fc(tmp_path):
+    """E13's path: torchvision's ResNet-18 state dict as torch.save writes it (.pth), loaded with no
+    conversion; the first 10 children frozen, a new trainable fc."""
+    torch = pytest.importorskip("torch")
+    from tests.torch_resnets import TorchBasicBlock, TorchResNet
+    weights = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(TorchResNet(TorchBasicBlock, [2, 2, 2, 2], num_classes=1000).state_dict(), weights)
     out = tmp_path / "run"
     result = run_script("finetune_resnet18_cifar10.py", *SMOKE, "--weights", weights, "--freeze-children", "10",
                         "--out", out)
@@ -165,7 +167,7 @@ def test_transfer_explains_a_missing_weights_file(tmp_path):
     result = run_script("transfer_resnet18_cifar100.py", *SMOKE, "--weights", tmp_path / "absent.npz",
                         "--out", tmp_path / "run")
     assert result.returncode != 0
-    assert "convert_torchvision_weights.py" in result.stderr
+    assert "no weights file at" in result.stderr and "resnet18-f37072fd.pth" in result.stderr
 
 
 @pytest.mark.slow
@@ -182,14 +184,6 @@ def test_feature_maps_names_unknown_layers(tmp_path):
     result = run_script("feature_maps.py", "--fake-data", "--layers", "conv1,nonexistent", "--out", tmp_path)
     assert result.returncode != 0
     assert "unknown layer(s) ['nonexistent']" in result.stderr and "layer4" in result.stderr
-
-
-def test_convert_weights_explains_missing_torchvision(tmp_path):
-    if importlib.util.find_spec("torchvision") is not None:
-        pytest.skip("torchvision is installed: converting would download ImageNet weights (no network in tests)")
-    result = run_script("convert_torchvision_weights.py", "--out", tmp_path / "w.npz", timeout=60)
-    assert result.returncode != 0
-    assert "pip install torch torchvision" in result.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed: the message is for machines without it")

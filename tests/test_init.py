@@ -115,3 +115,29 @@ def test_draws_follow_manual_seed():
     layer_a = nn.Linear(4, 4).weight.detach().numpy()
     minidl.manual_seed(5)
     np.testing.assert_array_equal(nn.Linear(4, 4).weight.detach().numpy(), layer_a)
+
+
+@pytest.mark.parametrize("mean, std, a, b", [(0.0, 1.0, -2.0, 2.0), (0.0, 0.02, -0.04, 0.04), (1.0, 2.0, 0.5, 6.0)])
+def test_trunc_normal_is_the_truncated_normal(mean, std, a, b):
+    """Every value inside [a, b]; the sample mean and std those of N(mean, std^2) conditioned on [a, b]."""
+    values = init.trunc_normal_(minidl.empty(N, dtype=minidl.float64), mean, std, a, b).numpy()
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    pdf = lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    cdf = lambda x: (1 + math.erf(x / math.sqrt(2))) / 2  # noqa: E731
+    mass = cdf(beta) - cdf(alpha)
+    expected_mean = mean + std * (pdf(alpha) - pdf(beta)) / mass
+    expected_var = std ** 2 * (1 + (alpha * pdf(alpha) - beta * pdf(beta)) / mass - ((pdf(alpha) - pdf(beta)) / mass) ** 2)
+    assert values.min() >= a and values.max() <= b
+    assert abs(values.mean() - expected_mean) < 6 * math.sqrt(expected_var / N)
+    assert abs(values.std() / math.sqrt(expected_var) - 1) < 6 * math.sqrt(1 / (2 * N))
+    minidl.manual_seed(3)
+    first = init.trunc_normal_(minidl.empty(50), std=0.02).numpy().copy()
+    minidl.manual_seed(3)
+    assert np.array_equal(first, init.trunc_normal_(minidl.empty(50), std=0.02).numpy())
+
+
+def test_trunc_normal_refuses_empty_bounds():
+    with pytest.raises(ValueError, match="must be below"):
+        init.trunc_normal_(minidl.empty(3), a=1.0, b=-1.0)
+    with pytest.raises(ValueError, match="almost none"):
+        init.trunc_normal_(minidl.empty(3), mean=0.0, std=1.0, a=10.0, b=11.0)

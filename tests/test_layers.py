@@ -212,5 +212,3 @@ def test_bad_options_list_the_valid_ones():
         nn.Conv2d(1, 1, 3, padding="full")
     with pytest.raises(ValueError, match="divisible by groups"):
         nn.Conv2d(3, 4, 3, groups=2)
-    with pytest.raises(NotImplementedError, match="return_indices=True is not supported"):
-        nn.MaxPool2d(2, return_indices=True)

@@ -155,3 +155,87 @@ def test_other_loss_errors():
         mse_loss(minidl.zeros(3, 1), minidl.zeros(3))
     with pytest.raises(ValueError, match="unknown reduction 'total'"):
         mse_loss(minidl.zeros(3), minidl.zeros(3), reduction="total")
+
+
+# ---------------------------------------------------------------- binary and probability-target losses
+@st.composite
+def binary_cases(draw):
+    """Probabilities/logits x and soft targets t of one drawn shape; optional weight and pos_weight."""
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    rng = np.random.default_rng(draw(seeds))
+    weight = rng.random(shape[-1:]) + 0.5 if draw(st.booleans()) else None
+    pos_weight = rng.random(shape[-1:]) * 3 if draw(st.booleans()) else None
+    return dict(x=rng.uniform(0.05, 0.95, shape), z=rng.standard_normal(shape) * 3, t=rng.random(shape),
+                weight=weight, pos_weight=pos_weight)
+
+
+def _optional(lib, array):
+    return None if array is None else lib.tensor(array)
+
+
+# name -> (fn(F, lib, x, t, case, reduction), which case entry is x); each loss differentiated in x and t
+BINARY_LOSSES = {
+    "binary_cross_entropy": (lambda F, lib, x, t, case, r: F.binary_cross_entropy(
+        x, t, _optional(lib, case["weight"]), reduction=r), "x"),
+    "binary_cross_entropy_with_logits": (lambda F, lib, x, t, case, r: F.binary_cross_entropy_with_logits(
+        x, t, _optional(lib, case["weight"]), reduction=r, pos_weight=_optional(lib, case["pos_weight"])), "z"),
+    "cross_entropy_probabilities": (lambda F, lib, x, t, case, r: F.cross_entropy(
+        x, t / t.sum(dim=min(x.ndim - 1, 1), keepdim=True), _optional(lib, case["weight"] if x.ndim < 3 else None),
+        reduction=r, label_smoothing=0.2), "z"),  # classes along dim 1 (dim 0 of a 1-D input); weight one per class
+}
+
+
+@pytest.mark.parametrize("name", BINARY_LOSSES)
+@given(case=binary_cases(), reduction=reductions)
+def test_binary_losses_gradcheck(name, case, reduction):
+    fn, input_name = BINARY_LOSSES[name]
+    F = minidl.nn.functional
+    assert gradcheck(lambda x, t: fn(F, minidl, x, t, case, reduction), leaf(case[input_name]), leaf(case["t"]))
+
+
+@pytest.mark.parametrize("name", BINARY_LOSSES)
+@given(case=binary_cases(), reduction=reductions)
+def test_binary_losses_match_torch(name, case, reduction):
+    torch = torch_or_skip()
+    fn, input_name = BINARY_LOSSES[name]
+    ours_x, ours_t = leaf(case[input_name]), leaf(case["t"])
+    torch_x, torch_t = (torch.tensor(case[k], requires_grad=True) for k in (input_name, "t"))
+    ours_y = fn(minidl.nn.functional, minidl, ours_x, ours_t, case, reduction)
+    torch_y = fn(torch.nn.functional, torch, torch_x, torch_t, case, reduction)
+    g = np.random.default_rng(0).standard_normal(torch_y.shape)
+    (ours_y * minidl.tensor(g)).sum().backward()
+    (torch_y * torch.tensor(g)).sum().backward()
+    assert_close(ours_y, torch_y.detach().numpy(), what=f"{name} value")
+    assert_close(ours_x.grad, torch_x.grad.numpy(), what=f"{name} input gradient")
+    assert_close(ours_t.grad, torch_t.grad.numpy(), what=f"{name} target gradient")
+
+
+def test_binary_losses_are_stable_at_the_extremes():
+    torch = torch_or_skip()
+    z = np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0])
+    t = np.array([1.0, 0.0, 0.5, 1.0, 0.0])
+    ours = minidl.nn.functional.binary_cross_entropy_with_logits(leaf(z), leaf(t), reduction="none")
+    theirs = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(z), torch.tensor(t), reduction="none")
+    assert_close(ours, theirs.numpy())
+    x = np.array([0.0, 1.0, 0.5])  # log(0) is clamped at -100, as in PyTorch
+    ours = minidl.nn.functional.binary_cross_entropy(leaf(x), leaf([1.0, 0.0, 0.5]), reduction="none")
+    assert_close(ours, [100.0, 100.0, np.log(2)])
+
+
+def test_binary_loss_modules_and_errors():
+    F = minidl.nn.functional
+    x, t = minidl.tensor([[0.2, 0.9]]), minidl.tensor([[0.0, 1.0]])
+    assert_close(minidl.nn.BCELoss(reduction="sum")(x, t), F.binary_cross_entropy(x, t, reduction="sum"))
+    pos_weight = minidl.tensor([2.0, 3.0])
+    assert_close(minidl.nn.BCEWithLogitsLoss(pos_weight=pos_weight)(x, t),
+                 F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight))
+    with pytest.raises(ValueError, match=r"target size \(1, 1\) must be the same as input size \(1, 2\)"):
+        F.binary_cross_entropy_with_logits(x, minidl.tensor([[1.0]]))
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        F.binary_cross_entropy(x * 2, t)
+    with pytest.raises(ValueError, match="unknown reduction"):
+        F.binary_cross_entropy(x, t, reduction="avg")
+    with pytest.raises(RuntimeError, match="ignore_index is not supported for floating point target"):
+        F.cross_entropy(x, t, ignore_index=0)
+    with pytest.raises(TypeError, match="expected integer class indices"):
+        F.cross_entropy(x, minidl.tensor([[0.5, 0.25, 0.25]]))  # neither class indices nor the input's shape

@@ -11,12 +11,13 @@ seeded splits, batch transforms and the ``DataLoader``.
 from . import transforms
 from .cifar import CIFAR10, CIFAR100
 from .dataloader import DataLoader
-from .dataset import ArrayDataset, Dataset, InMemoryDataset, Subset, random_split, random_subset, train_val_split
+from .dataset import (ArrayDataset, Dataset, InMemoryDataset, Subset, TensorDataset, random_split, random_subset,
+                      train_val_split)
 from .download import ChecksumError, DatasetNotFoundError, download_url
 from .fake import FakeData
 from .mnist import MNIST, FashionMNIST
 from .sampler import DistributedSampler
 
 __all__ = ["ArrayDataset", "CIFAR10", "CIFAR100", "ChecksumError", "DataLoader", "Dataset", "DatasetNotFoundError",
-           "DistributedSampler", "FakeData", "FashionMNIST", "MNIST", "Subset", "download_url", "random_split",
-           "random_subset", "train_val_split", "transforms"]
+           "DistributedSampler", "FakeData", "FashionMNIST", "MNIST", "Subset", "TensorDataset", "download_url",
+           "random_split", "random_subset", "train_val_split", "transforms"]

@@ -42,7 +42,9 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, transform=None, seed=None,
-                 prefetch=2, device=None, sampler=None):
+                 prefetch=2, device=None, sampler=None, num_workers=0, pin_memory=False):
+        # num_workers and pin_memory are PyTorch's; accepted so its loops run, and unused: batches are
+        # one fancy index each, prepared by the prefetch thread.
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         if batch_size < 1:
@@ -98,7 +100,10 @@ class DataLoader:
         return _prefetched(batches, self.prefetch)
 
     def _make_batch(self, indices, generator):
-        images, targets = self.dataset.get_batch(indices)
+        batch = self.dataset.get_batch(indices)
+        if any(isinstance(part, Tensor) for part in batch):  # a TensorDataset: its tensors as they are
+            return [Tensor._from_array(move_array(part.array, self.device)) if self.device else part for part in batch]
+        images, targets = batch
         images, targets = _as_float_images(np.asarray(images)), np.asarray(targets)
         if targets.dtype.kind in "iub":
             targets = targets.astype(np.int64, copy=False)

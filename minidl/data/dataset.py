@@ -161,6 +161,32 @@ class ArrayDataset(InMemoryDataset):
         self.classes = list(classes) if classes is not None else None
 
 
+class TensorDataset(Dataset):
+    """PyTorch's ``TensorDataset(*tensors)``: sample i is ``(t[i] for t in tensors)``, all sharing the
+    first dimension.  The DataLoader batches them as they are (no scaling of uint8 data, no transform)."""
+
+    def __init__(self, *tensors):
+        from ..tensor import Tensor
+        if not tensors:
+            raise ValueError("TensorDataset: pass at least one tensor")
+        self.tensors = tuple(t if isinstance(t, Tensor) else Tensor(t) for t in tensors)
+        sizes = [t.shape[0] if t.ndim else None for t in self.tensors]
+        if None in sizes or len(set(sizes)) != 1:
+            raise ValueError(f"TensorDataset: size mismatch between tensors: every tensor needs the same "
+                             f"first dimension, got shapes {[t.shape for t in self.tensors]}")
+
+    def __len__(self):
+        return self.tensors[0].shape[0]
+
+    def __getitem__(self, index):
+        return tuple(tensor[index] for tensor in self.tensors)
+
+    def get_batch(self, indices):
+        from ..tensor import Tensor
+        indices = np.asarray(indices, dtype=np.int64)
+        return tuple(Tensor._from_array(tensor.array[indices]) for tensor in self.tensors)
+
+
 class Subset(Dataset):
     """The samples of ``dataset`` at ``indices``, in that order."""
 
@@ -174,6 +200,8 @@ class Subset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, index):
+        if isinstance(index, list):
+            return [self.dataset[int(self.indices[i])] for i in index]
         return self.dataset[int(self.indices[index])]
 
     def get_batch(self, indices):
@@ -209,10 +237,12 @@ def _lengths_from(lengths, total):
     return counts
 
 
-def random_split(dataset, lengths, seed=None, generator=None):
-    """Splits ``dataset`` into non-overlapping random ``Subset`` s of the given lengths (or fractions).
+def random_split(dataset, lengths, generator=None, seed=None):
+    """Splits ``dataset`` into non-overlapping random ``Subset`` s of the given lengths (or fractions),
+    PyTorch's ``random_split(dataset, lengths, generator)``.
 
-    The permutation comes from ``generator``, else a fresh generator seeded with ``seed``,
+    The permutation comes from ``generator`` (a NumPy ``Generator``, e.g. ``np.random.default_rng(42)``,
+    or minidl's, which ``minidl.manual_seed(42)`` returns), else a fresh generator seeded with ``seed``,
     else minidl's global generator.
     """
     counts = _lengths_from(list(lengths), len(dataset))

@@ -110,12 +110,12 @@ def e9_pipeline(recipe="code", drop_epoch=21):
 def imagenet_resnet18(weights_path=None, load_state_dict=None):
     """torchvision's ResNet-18 (1000 classes, ImageNet stem), with the weights at ``weights_path`` if given.
 
-    ``load_state_dict(path)`` reads the ``.npz`` (``minidl.train.experiment.load_npz_state_dict``);
-    a missing file raises ``FileNotFoundError`` naming ``examples/convert_torchvision_weights.py``.
+    ``load_state_dict(path)`` reads the file (``minidl.train.experiment.load_weights``: torchvision's own
+    ``.pth`` as it is, or a minidl/``.npz`` state dict); a missing file raises ``FileNotFoundError``.
     """
     model = resnet18(num_classes=1000, stem="imagenet")
     if weights_path:
         if load_state_dict is None:
-            from ..train.experiment import load_npz_state_dict as load_state_dict
+            from ..train.experiment import load_weights as load_state_dict
         model.load_state_dict(load_state_dict(weights_path))
     return model

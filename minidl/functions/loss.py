@@ -1,4 +1,5 @@
-"""Losses: cross_entropy (fused log-softmax + NLL), nll_loss and mse_loss.
+"""Losses: cross_entropy (fused log-softmax + NLL, class or probability targets), nll_loss, mse_loss,
+binary_cross_entropy and binary_cross_entropy_with_logits.
 
 Classification losses take logits or log-probabilities of shape (N, C) -- or (C,), or
 (N, C, d1, ...) with the class in dim 1, as PyTorch -- and integer class targets of shape
@@ -112,7 +113,129 @@ class MSELoss(Function):
         return grad, grad_y
 
 
+class SoftCrossEntropy(Function):
+    """Cross entropy of logits z against class probabilities p (same shape as z), class weights w,
+    label smoothing eps over C classes. With logp = log_softmax(z) and q = (1 - eps) p + eps / C:
+
+        loss_i = -sum_c w[c] q[i, c] logp[i, c];   mean = sum_i loss_i / (number of rows)
+
+    dL/dz[i, :] = (softmax[i, :] * sum_c w[c] q[i, c] - w * q[i, :]) * g_i / D
+    dL/dp[i, c] = -(1 - eps) * w[c] * logp[i, c] * g_i / D
+    """
+
+    def forward(self, logits, probabilities, weight=None, reduction="mean", label_smoothing=0.0):
+        rows, _ = _rows(logits, logits[..., 0])
+        target_rows, _ = _rows(probabilities, probabilities[..., 0])
+        weight = _same_dtype(weight, logits)
+        classes = rows.shape[1]
+        logp = log_softmax_array(rows, dim=1)
+        q = (1 - label_smoothing) * target_rows + label_smoothing / classes
+        weighted_q = q if weight is None else q * weight
+        loss = -(weighted_q * logp).sum(axis=1)
+        self.logp, self.weighted_q, self.weight, self.eps = logp, weighted_q, weight, label_smoothing
+        self.logits_shape, self.reduction = logits.shape, reduction
+        batch_shape = (logits.shape[0],) + tuple(logits.shape[2:]) if logits.ndim > 1 else ()
+        return _reduce_elementwise(loss.reshape(batch_shape), reduction)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        row_grad = _elementwise_grad(g, self.reduction, len(self.logp)).reshape(-1)[:, None]
+        grad_z = grad_p = None
+        if self.needs_input_grad[0]:
+            grad_z = xp.exp(self.logp) * self.weighted_q.sum(axis=1, keepdims=True) - self.weighted_q
+            grad_z = _unrows(grad_z * row_grad, self.logits_shape)
+        if self.needs_input_grad[1]:
+            weight = 1 if self.weight is None else self.weight
+            grad_p = _unrows(-(1 - self.eps) * weight * self.logp * row_grad, self.logits_shape)
+        return grad_z, grad_p
+
+
+class BinaryCrossEntropy(Function):
+    """loss = -w * (t log(x) + (1 - t) log(1 - x)) for probabilities x, each log clamped at -100 (PyTorch).
+
+    dL/dx = w * (x - t) / max(x (1 - x), 1e-12) * g;   dL/dt = -w * (log(x) - log(1 - x)) * g.
+    """
+
+    def forward(self, x, t, weight=None, reduction="mean"):
+        xp = get_array_module(x)
+        log_x, log_1mx = xp.maximum(xp.log(x), -100), xp.maximum(xp.log1p(-x), -100)
+        loss = -(t * log_x + (1 - t) * log_1mx)
+        if weight is not None:
+            loss = loss * weight
+        self.x, self.t, self.weight, self.reduction = x, t, weight, reduction
+        self.log_x, self.log_1mx = log_x, log_1mx
+        return _reduce_elementwise(loss, reduction)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        g = _elementwise_grad(g, self.reduction, self.x.size)
+        if self.weight is not None:
+            g = g * self.weight
+        grad_x = grad_t = None
+        if self.needs_input_grad[0]:
+            grad_x = g * (self.x - self.t) / xp.maximum(self.x * (1 - self.x), 1e-12)
+        if self.needs_input_grad[1]:
+            grad_t = -g * (self.log_x - self.log_1mx)
+        return _broadcast(grad_x, self.x.shape), _broadcast(grad_t, self.t.shape)
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """BCE of sigmoid(z) against t, computed from the logits z without overflow, with PyTorch's
+    pos_weight p (per class, the last dim) and weight w:
+
+        lw = 1 + (p - 1) t;   loss = w * ((1 - t) z + lw * softplus(-z))
+        dL/dz = w * ((1 - t) - lw * sigmoid(-z)) * g     (= w * (sigmoid(z) - t) * g without p)
+        dL/dt = w * (-z + (p - 1) softplus(-z)) * g
+    """
+
+    def forward(self, z, t, weight=None, pos_weight=None, reduction="mean"):
+        xp = get_array_module(z)
+        softplus_neg = xp.maximum(-z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+        log_weight = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
+        loss = (1 - t) * z + log_weight * softplus_neg
+        if weight is not None:
+            loss = loss * weight
+        self.z, self.t, self.weight, self.pos_weight, self.reduction = z, t, weight, pos_weight, reduction
+        self.softplus_neg, self.log_weight = softplus_neg, log_weight
+        return _reduce_elementwise(loss, reduction)
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        g = _elementwise_grad(g, self.reduction, self.z.size)
+        if self.weight is not None:
+            g = g * self.weight
+        grad_z = grad_t = None
+        if self.needs_input_grad[0]:
+            sigmoid_neg = xp.exp(-self.softplus_neg - self.z)  # sigmoid(-z) = exp(-softplus(z)), softplus(z) = softplus(-z) + z
+            grad_z = g * ((1 - self.t) - self.log_weight * sigmoid_neg)
+        if self.needs_input_grad[1]:
+            pos_term = 0 if self.pos_weight is None else (self.pos_weight - 1) * self.softplus_neg
+            grad_t = g * (pos_term - self.z)
+        return _broadcast(grad_z, self.z.shape), _broadcast(grad_t, self.t.shape)
+
+
 # --------------------------------------------------------------------------- shared steps
+def _reduce_elementwise(loss, reduction):
+    """An elementwise loss reduced by mean (over all elements), sum, or kept ('none')."""
+    if reduction == "none":
+        return loss
+    xp = get_array_module(loss)
+    return xp.asarray(loss.mean() if reduction == "mean" else loss.sum(), dtype=loss.dtype)
+
+
+def _elementwise_grad(g, reduction, count):
+    """dL/dloss for each element: g / count (mean), g (sum) or g's own entries (none)."""
+    return g / count if reduction == "mean" else g
+
+
+def _broadcast(grad, shape):
+    """A gradient of the loss's shape (or a scalar broadcast to it) as an array of ``shape``."""
+    if grad is None:
+        return None
+    xp = get_array_module(grad)
+    return xp.ascontiguousarray(xp.broadcast_to(grad, shape))
+
+
 def _rows(input, target):
     """(N, C, d1, ...) logits -> (N*d1*..., C) rows; targets flattened to match."""
     xp = get_array_module(input)
@@ -186,7 +309,8 @@ def _check_classification(name, input, target, weight, reduction, ignore_index):
         raise ValueError(f"{name}: input must have a class dimension, got a 0-d input")
     if target.dtype.kind not in "iu":
         raise DTypeError(f"{name}: expected integer class indices as target (e.g. minidl.int64), got dtype "
-                        f"{target.dtype}; minidl does not support class-probability targets")
+                         f"{target.dtype}" + ("; class probabilities (a float target of the input's shape) "
+                                              "work with cross_entropy" if name == "nll_loss" else ""))
     classes = input.shape[0] if input.ndim == 1 else input.shape[1]
     expected = () if input.ndim == 1 else (input.shape[0],) + tuple(input.shape[2:])
     if tuple(target.shape) != expected:
@@ -203,16 +327,19 @@ def _check_classification(name, input, target, weight, reduction, ignore_index):
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """Cross entropy between logits (N, C) and integer class targets (N,), as PyTorch's.
+    """Cross entropy between logits (N, C) and integer class targets (N,), or class probabilities (N, C)
+    (a float target of the input's shape, e.g. mixup's mixed labels), as PyTorch's.
 
     ``weight`` (C,) rescales each class; rows whose target is ``ignore_index`` count for nothing;
     ``label_smoothing`` eps mixes the one-hot target with the uniform distribution,
     (1 - eps) * onehot + eps / C, using exactly PyTorch's formula (also with weights).
     """
-    target, weight = _array(target), _array(weight)
-    _check_classification("cross_entropy", input, target, weight, reduction, ignore_index)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ArgumentError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    if isinstance(target, Tensor) and target.dtype.kind == "f" and target.shape == input.shape:
+        return _cross_entropy_probabilities(input, target, _array(weight), ignore_index, reduction, label_smoothing)
+    target, weight = _array(target), _array(weight)
+    _check_classification("cross_entropy", input, target, weight, reduction, ignore_index)
     return CrossEntropy.apply(input, target=target, weight=weight, ignore_index=ignore_index,
                               reduction=reduction, label_smoothing=label_smoothing)
 
@@ -232,3 +359,60 @@ def mse_loss(input, target, reduction="mean"):
         raise ShapeError(f"mse_loss: input of shape {tuple(input.shape)} and target of shape "
                          f"{tuple(target.shape)} must have the same shape")
     return MSELoss.apply(input, target, reduction=reduction)
+
+
+def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction, label_smoothing):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"cross_entropy: unknown reduction {reduction!r}; valid values are 'mean', 'sum', 'none'")
+    if ignore_index != -100:
+        raise ArgumentError("cross_entropy: ignore_index is not supported for floating point target")
+    classes = input.shape[0] if input.ndim == 1 else input.shape[1]
+    if weight is not None and tuple(weight.shape) != (classes,):
+        raise ShapeError(f"cross_entropy: weight must have one entry per class, shape ({classes},), "
+                         f"got {tuple(weight.shape)}")
+    if target.dtype != input.dtype:
+        target = target.to(dtype=input.dtype)
+    return SoftCrossEntropy.apply(input, target, weight=weight, reduction=reduction, label_smoothing=label_smoothing)
+
+
+def _check_binary(name, input, target, weight, reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: unknown reduction {reduction!r}; valid values are 'mean', 'sum', 'none'")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{name}: target must be a Tensor, got {type(target).__name__}")
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(f"{name}: target size {tuple(target.shape)} must be the same as input size "
+                         f"{tuple(input.shape)}")
+    if input.dtype.kind != "f" or target.dtype.kind != "f":
+        raise DTypeError(f"{name}: expected floating-point input and target, got {input.dtype} and {target.dtype}")
+    if weight is not None:
+        try:
+            get_array_module(weight).broadcast_shapes(tuple(weight.shape), tuple(input.shape))
+        except ValueError:
+            raise ShapeError(f"{name}: weight of shape {tuple(weight.shape)} does not broadcast to the input's "
+                               f"shape {tuple(input.shape)}") from None
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """-w (t log x + (1 - t) log(1 - x)) for probabilities x in [0, 1] (e.g. after sigmoid) and targets t.
+
+    Prefer ``binary_cross_entropy_with_logits`` on the logits: it never takes log(0)."""
+    weight = _same_dtype(_array(weight), input)
+    _check_binary("binary_cross_entropy", input, target, weight, reduction)
+    x = input.array
+    if x.size and not bool(get_array_module(x).all((x >= 0) & (x <= 1))):
+        raise ArgumentError("binary_cross_entropy: all elements of input should be between 0 and 1 "
+                           "(pass probabilities, or use binary_cross_entropy_with_logits on logits)")
+    return BinaryCrossEntropy.apply(input, target.to(dtype=input.dtype), weight=weight, reduction=reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """BCE of sigmoid(input) against target, computed stably from the logits; ``pos_weight`` (one per
+    class, the last dim) weighs the positive term, ``weight`` every element."""
+    weight, pos_weight = _same_dtype(_array(weight), input), _same_dtype(_array(pos_weight), input)
+    _check_binary("binary_cross_entropy_with_logits", input, target, weight, reduction)
+    if pos_weight is not None and pos_weight.ndim and input.ndim and pos_weight.shape[-1] not in (1, input.shape[-1]):
+        raise ShapeError(f"binary_cross_entropy_with_logits: pos_weight of shape {tuple(pos_weight.shape)} must "
+                           f"have one entry per class (the input's last dim, {input.shape[-1]})")
+    return BinaryCrossEntropyWithLogits.apply(input, target.to(dtype=input.dtype), weight=weight,
+                                              pos_weight=pos_weight, reduction=reduction)

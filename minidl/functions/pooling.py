@@ -66,19 +66,8 @@ class MaxPool2d(Function):
     """
 
     def forward(self, x, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), ceil_mode=False):
-        xp = get_array_module(x)
         out_hw, pads = pool_layout(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-        padded = pad_spatial(x, pads, value=-xp.inf)
-        windows = _offset_windows(kernel_size, stride, dilation, out_hw)
-        _, first = next(windows)
-        y = padded[first].copy()
-        argmax = xp.zeros(y.shape, dtype=xp.uint8 if kernel_size[0] * kernel_size[1] <= 256 else xp.int32)
-        for k, index in windows:
-            candidate = padded[index]
-            # Strictly greater keeps the first of equal values; a NaN always wins (as in PyTorch).
-            better = (candidate > y) | xp.isnan(candidate)
-            xp.copyto(y, candidate, where=better)
-            xp.copyto(argmax, k, where=better)
+        y, argmax, padded = window_max(x, kernel_size, stride, dilation, out_hw, pads)
         if self.recording:
             self.argmax, self.padded_shape, self.input_shape = argmax, padded.shape, x.shape
             self.windows = kernel_size, stride, dilation, out_hw
@@ -91,6 +80,36 @@ class MaxPool2d(Function):
         for k, index in _offset_windows(*self.windows):
             grad[index] += xp.where(self.argmax == k, g, 0)
         return _crop(grad, self.pads, self.input_shape)
+
+
+def window_max(x, kernel_size, stride, dilation, out_hw, pads):
+    """(y, argmax, padded): each window's maximum and the number k = i * KW + j of the kernel offset
+    where it was found, scanning x padded with -inf."""
+    xp = get_array_module(x)
+    padded = pad_spatial(x, pads, value=-xp.inf)
+    windows = _offset_windows(kernel_size, stride, dilation, out_hw)
+    _, first = next(windows)
+    y = padded[first].copy()
+    argmax = xp.zeros(y.shape, dtype=xp.uint8 if kernel_size[0] * kernel_size[1] <= 256 else xp.int32)
+    for k, index in windows:
+        candidate = padded[index]
+        # Strictly greater keeps the first of equal values; a NaN always wins (as in PyTorch).
+        better = (candidate > y) | xp.isnan(candidate)
+        xp.copyto(y, candidate, where=better)
+        xp.copyto(argmax, k, where=better)
+    return y, argmax, padded
+
+
+def max_pool2d_indices(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """PyTorch's ``return_indices``: where each window's maximum sits in its (H, W) input plane, as the
+    flat index h * W + w (int64, shape (N, C, OH, OW)); max_unpool2d puts values back there."""
+    xp = get_array_module(x)
+    out_hw, pads = pool_layout(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    _, argmax, _ = window_max(x, kernel_size, stride, dilation, out_hw, pads)
+    offset_row, offset_col = xp.divmod(argmax.astype(xp.int64), kernel_size[1])
+    row = xp.arange(out_hw[0])[:, None] * stride[0] - pads[0] + offset_row * dilation[0]
+    col = xp.arange(out_hw[1])[None, :] * stride[1] - pads[2] + offset_col * dilation[1]
+    return row * x.shape[3] + col
 
 
 class AvgPool2d(Function):
@@ -214,12 +233,20 @@ def _pool_geometry(op, input, kernel_size, stride, padding, dilation=1, ceil_mod
     return kernel_size, stride, padding, dilation
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """Max over (KH, KW) windows of input (N, C, H, W), padded with -inf; stride defaults to kernel_size."""
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over (KH, KW) windows of input (N, C, H, W), padded with -inf; stride defaults to kernel_size.
+
+    ``return_indices=True`` returns (output, indices), indices the flat h * W + w position of each
+    maximum in its input plane (what ``max_unpool2d`` takes)."""
     kernel_size, stride, padding, dilation = _pool_geometry(
         "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
-    return MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
-                           ceil_mode=bool(ceil_mode))
+    output = MaxPool2d.apply(input, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                             ceil_mode=bool(ceil_mode))
+    if not return_indices:
+        return output
+    from ..tensor import Tensor
+    indices = max_pool2d_indices(input.array, kernel_size, stride, padding, dilation, bool(ceil_mode))
+    return output, Tensor._from_array(indices)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True, *, ceil_mode=False,

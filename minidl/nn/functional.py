@@ -1,26 +1,29 @@
 """``minidl.nn.functional``: the stateless ops networks are built from, as in PyTorch.
 
 Each name here is defined next to its forward/backward pair in ``minidl/functions/``:
-convolution in ``conv.py``, pooling in ``pooling.py``, batch norm in ``batchnorm.py``,
-dropout in ``dropout.py``, activations in ``activation.py``, losses in ``loss.py``,
-``linear`` in ``linear.py`` and ``pad`` in ``shape.py``.
+convolution in ``conv.py``, ``conv1d.py`` and ``conv_transpose.py``, pooling in ``pooling.py`` and
+``unpooling.py``, resizing in ``interpolate.py``, batch norm in ``batchnorm.py``,
+dropout in ``dropout.py``, activations in ``activation.py``, ``smooth_activation.py`` and
+``piecewise_activation.py``, losses in ``loss.py``, ``linear`` in ``linear.py``, ``normalize`` in
+``normalize.py`` and ``pad`` in ``padding.py``.
 """
 from ..functions.activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from ..functions.batchnorm import batch_norm
 from ..functions.conv import conv2d
+from ..functions.conv1d import conv1d
+from ..functions.conv_transpose import conv_transpose2d
+from ..functions.interpolate import interpolate
 from ..functions.dropout import dropout, dropout2d
 from ..functions.indexing import one_hot as one_hot_array
 from ..functions.linear import linear
-from ..functions.loss import cross_entropy, mse_loss, nll_loss
+from ..functions.loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss,
+                              nll_loss)
+from ..functions.normalize import normalize
+from ..functions.piecewise_activation import hardsigmoid, hardswish, hardtanh, relu6
+from ..functions.smooth_activation import celu, gelu, logsigmoid, mish, selu, silu, softplus, softsign
+from ..functions.unpooling import max_unpool2d
 from ..functions.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
-from ..functions.shape import Pad
-
-
-def pad(input, pad, mode="constant", value=0.0):
-    """Pads with a constant; ``pad`` = (left, right, top, bottom, ...) from the last dim back."""
-    if mode != "constant":
-        raise ValueError(f"unknown padding mode {mode!r}; minidl supports: 'constant'")
-    return Pad.apply(input, pad=tuple(pad), value=value)
+from ..functions.padding import pad
 
 
 def flatten(input, start_dim=0, end_dim=-1):

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ..backend import move_array
+from .. import random as minidl_random
 from ..random import generator
 
 _LINEAR_GAIN = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
@@ -113,3 +114,27 @@ def xavier_normal_(tensor, gain=1.0):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)))
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
+    """N(mean, std^2) conditioned on [a, b] (absolute bounds, as PyTorch's): draws from the normal and
+    redraws every value that falls outside until none does, which samples the truncated normal exactly."""
+    if not a < b:
+        raise ValueError(f"trunc_normal_: the lower bound a ({a}) must be below the upper bound b ({b})")
+    if std <= 0:
+        raise ValueError(f"trunc_normal_: std must be positive, got {std}")
+    rng = generator if generator is not None else minidl_random.generator()
+    lower, upper = _normal_cdf((a - mean) / std), _normal_cdf((b - mean) / std)
+    if upper - lower < 1e-4:
+        raise ValueError(f"trunc_normal_: [a, b] = [{a}, {b}] holds almost none of N({mean}, {std}^2); "
+                         "widen the bounds or move the mean")
+    values = rng.normal(mean, std, size=tensor.shape)
+    outside = (values < a) | (values > b)
+    while outside.any():
+        values[outside] = rng.normal(mean, std, size=int(outside.sum()))
+        outside = (values < a) | (values > b)
+    return _fill(tensor, values)
+
+
+def _normal_cdf(x):
+    return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0

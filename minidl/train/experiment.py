@@ -267,16 +267,16 @@ def count_parameters(model, trainable_only=False):
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def load_npz_state_dict(path):
-    """A state dict saved with ``np.savez`` (e.g. by ``examples/convert_torchvision_weights.py``).
-
-    Read with ``allow_pickle=False``: a weights file can hold arrays only, never code.
-    """
+def load_weights(path):
+    """A state dict from a weights file: PyTorch's own ``.pth``/``.pt`` (torchvision's ImageNet weights as
+    they are), minidl's safetensors (``minidl.save``) or a NumPy ``.npz``; read by ``minidl.load``, which
+    never runs pickled code."""
+    from .. import serialization
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no weights file at {path!r}; make one with "
-                                "examples/convert_torchvision_weights.py where torch and torchvision are installed")
-    with np.load(path, allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
+        raise FileNotFoundError(f"no weights file at {path!r}: pass torchvision's resnet18 .pth (e.g. "
+                                "~/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth), or a state dict saved with "
+                                "minidl.save or torch.save")
+    return serialization.load(path)
 
 
 def freeze_children(model, count):

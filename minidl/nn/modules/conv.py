@@ -75,3 +75,119 @@ class Conv2d(Module):
         if self.bias is None:
             text += ", bias=False"
         return text
+
+
+def _reset_like_pytorch(layer):
+    """PyTorch's default for every convolution: weight ~ kaiming_uniform(a=sqrt(5)), bias ~ U(+-1/sqrt(fan_in)),
+    fan_in computed from the weight's dim 1 (C_in/groups for Conv1d, C_out/groups for ConvTranspose2d)."""
+    init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+    if layer.bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(layer.weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(layer.bias, -bound, bound)
+
+
+def _check_groups(name, in_channels, out_channels, groups):
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                         f"divisible by groups ({groups})")
+
+
+class Conv1d(Module):
+    """y = conv1d(x, weight, bias) over input (N, C, L); weight (out_channels, in_channels / groups, K)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        _check_groups("Conv1d", in_channels, out_channels, groups)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode {padding_mode!r} is not supported; "
+                             f"valid modes: {', '.join(_PADDING_MODES)}")
+        single = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,)  # noqa: E731
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.dilation = single(kernel_size), single(stride), single(dilation)
+        self.padding = padding if isinstance(padding, str) else single(padding)
+        self.padding_mode = padding_mode
+        self.weight = _empty_parameter((out_channels, in_channels // groups) + self.kernel_size, dtype, device)
+        if bias:
+            self.bias = _empty_parameter((out_channels,), dtype, device)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _reset_like_pytorch(self)
+
+    def forward(self, input):
+        if input.ndim != 3 or input.shape[1] != self.in_channels:
+            raise self._input_error(f"expected input of shape (N, {self.in_channels}, L), got {input.shape}")
+        padding = self.padding if isinstance(self.padding, str) else self.padding[0]
+        return F.conv1d(input, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups)
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,):
+            text += f", padding={self.padding}"
+        if self.dilation != (1,):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + (", bias=False" if self.bias is None else "")
+
+
+class ConvTranspose2d(Module):
+    """y = conv_transpose2d(x, weight, bias); weight (in_channels, out_channels / groups, kH, kW), PyTorch's layout.
+
+    ``forward(input, output_size=None)``: an ``output_size`` (H', W') picks the output_padding that
+    reaches it, as PyTorch's does (a stride-2 layer can give either of two sizes)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        _check_groups("ConvTranspose2d", in_channels, out_channels, groups)
+        if padding_mode != "zeros":
+            raise ValueError(f'Only "zeros" padding mode is supported for ConvTranspose2d, got {padding_mode!r}')
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.output_padding, self.dilation = _pair(output_padding), _pair(dilation)
+        self.padding_mode = padding_mode
+        self.weight = _empty_parameter((in_channels, out_channels // groups) + self.kernel_size, dtype, device)
+        if bias:
+            self.bias = _empty_parameter((out_channels,), dtype, device)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _reset_like_pytorch(self)
+
+    def forward(self, input, output_size=None):
+        if input.ndim != 4 or input.shape[1] != self.in_channels:
+            raise self._input_error(f"expected input of shape (N, {self.in_channels}, H, W), got {input.shape}")
+        output_padding = self.output_padding if output_size is None else self._output_padding(input, output_size)
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
+                                  self.groups, self.dilation)
+
+    def _output_padding(self, input, output_size):
+        padding = []
+        for axis, wanted in enumerate(tuple(output_size)[-2:]):
+            smallest = ((input.shape[2 + axis] - 1) * self.stride[axis] - 2 * self.padding[axis]
+                        + self.dilation[axis] * (self.kernel_size[axis] - 1) + 1)
+            if not smallest <= wanted < smallest + self.stride[axis]:
+                raise self._input_error(f"requested an output size of {tuple(output_size)}, but valid sizes for "
+                                        f"input {input.shape} range from {smallest} to {smallest + self.stride[axis] - 1}"
+                                        f" along dim {2 + axis}")
+            padding.append(wanted - smallest)
+        return tuple(padding)
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.output_padding != (0, 0):
+            text += f", output_padding={self.output_padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + (", bias=False" if self.bias is None else "")
