@@ -12,18 +12,18 @@ from ..functions.batchnorm import batch_norm
 from ..functions.conv import conv2d
 from ..functions.conv1d import conv1d
 from ..functions.conv_transpose import conv_transpose2d
-from ..functions.interpolate import interpolate
 from ..functions.dropout import dropout, dropout2d
 from ..functions.indexing import one_hot as one_hot_array
+from ..functions.interpolate import interpolate
 from ..functions.linear import linear
 from ..functions.loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss,
                               nll_loss)
 from ..functions.normalize import normalize
+from ..functions.padding import pad
 from ..functions.piecewise_activation import hardsigmoid, hardswish, hardtanh, relu6
+from ..functions.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from ..functions.smooth_activation import celu, gelu, logsigmoid, mish, selu, silu, softplus, softsign
 from ..functions.unpooling import max_unpool2d
-from ..functions.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
-from ..functions.padding import pad
 
 
 def flatten(input, start_dim=0, end_dim=-1):
