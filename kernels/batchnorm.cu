@@ -1,4 +1,4 @@
-// Batch normalisation over (N, H, W) for each channel of an NCHW tensor, training mode.
+// Batch normalisation over (N, H, W) for each channel of an NCHW tensor (training, and eval-mode backward).
 //
 // Notation: M = N*H*W values per channel, mean and var (biased) per channel,
 // invstd = 1/sqrt(var + eps), xhat = (x - mean) * invstd, y = gamma * xhat + beta
@@ -6,7 +6,13 @@
 //
 // Backward (closed form, g' = g masked by y > 0 when ReLU is fused):
 //   dbeta  = sum g'            dgamma = sum g' * xhat
-//   dx     = gamma * invstd * (g' - dbeta/M - xhat * dgamma/M)
+//   dx     = gamma * invstd * (g' - dbeta/M - xhat * dgamma/M)     (training: batch statistics)
+//   dx     = gamma * invstd * g'                                   (eval: the running statistics are constants)
+//
+// Every sum over a channel's values accumulates in double (the chunk sums travel as double too):
+// the kernels only move memory, so the wider adds cost nothing measurable, and the result no longer
+// depends on how many values each thread adds up in sequence (the launch shape).  A float32 sum of
+// gradients that cancel would otherwise lose digits in proportion to the chunk length.
 //
 // Kernels (each channel's M values are cut into `slices` chunks, one block per (channel,
 // chunk), so that even a layer with few channels fills the GPU):
@@ -18,7 +24,7 @@
 //                          inference path with the running statistics
 //   bn_backward_partial_*  per chunk: sum g' and sum g' * (x - mean)
 //   bn_backward_finalize_* per channel: dbeta and dgamma from the chunk sums
-//   bn_backward_apply_*    elementwise dx from the closed form
+//   bn_backward_apply_*    elementwise dx from the closed form (training) or g' * gamma * invstd (eval)
 #include "common.cuh"
 
 // Index of element `i` of channel `c`, i in [0, N*HW): sample n = i / HW, pixel s = i % HW.
@@ -34,24 +40,26 @@ __device__ __forceinline__ void chunk_bounds(long long M, int slices, int slice,
     *end = *begin + size < M ? *begin + size : M;
 }
 
+// Shared memory: blockDim.x doubles.
 template <typename T>
-__device__ void bn_stats_partial(const T* x, T* partial_mean, T* partial_m2, int N, int C, long long HW,
+__device__ void bn_stats_partial(const T* x, double* partial_mean, double* partial_m2, int N, int C, long long HW,
                                  int slices) {
     extern __shared__ __align__(16) unsigned char shared_bytes[];
-    T* scratch = reinterpret_cast<T*>(shared_bytes);
+    double* scratch = reinterpret_cast<double*>(shared_bytes);
     int c = blockIdx.x / slices, slice = blockIdx.x % slices;
     long long begin, end;
     chunk_bounds((long long)N * HW, slices, slice, &begin, &end);
-    T sum = T(0);
+    double sum = 0;
     for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) sum += x[channel_element(i, c, C, HW)];
     long long count = end > begin ? end - begin : 0;
-    T mean = count > 0 ? block_sum(sum, scratch) / T(count) : T(0);
-    T squares = T(0);
+    double total = block_sum(sum, scratch);
+    double mean = count > 0 ? total / double(count) : 0.0;
+    double squares = 0;
     for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        T d = x[channel_element(i, c, C, HW)] - mean;
+        double d = x[channel_element(i, c, C, HW)] - mean;
         squares += d * d;
     }
-    T m2 = count > 0 ? block_sum(squares, scratch) : T(0);
+    double m2 = block_sum(squares, scratch);
     if (threadIdx.x == 0) {
         partial_mean[blockIdx.x] = mean;
         partial_m2[blockIdx.x] = m2;
@@ -61,23 +69,23 @@ __device__ void bn_stats_partial(const T* x, T* partial_mean, T* partial_m2, int
 // Chan et al.: merging (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b) gives
 //   n = n_a + n_b,  mean = mean_a + d n_b / n,  M2 = M2_a + M2_b + d^2 n_a n_b / n,  d = mean_b - mean_a.
 template <typename T>
-__device__ void bn_stats_finalize(const T* partial_mean, const T* partial_m2, T* mean_out, T* var_out, int N, int C,
-                                  long long HW, int slices) {
+__device__ void bn_stats_finalize(const double* partial_mean, const double* partial_m2, T* mean_out, T* var_out,
+                                  int N, int C, long long HW, int slices) {
     long long M = (long long)N * HW;
     GRID_STRIDE_LOOP(c, C) {
-        T n = T(0), mean = T(0), m2 = T(0);
+        double n = 0, mean = 0, m2 = 0;
         for (int slice = 0; slice < slices; ++slice) {
             long long begin, end;
             chunk_bounds(M, slices, slice, &begin, &end);
             if (end <= begin) continue;
-            T n_b = T(end - begin), mean_b = partial_mean[c * slices + slice];
-            T total = n + n_b, d = mean_b - mean;
+            double n_b = double(end - begin), mean_b = partial_mean[c * slices + slice];
+            double total = n + n_b, d = mean_b - mean;
             mean += d * n_b / total;
             m2 += partial_m2[c * slices + slice] + d * d * n * n_b / total;
             n = total;
         }
-        mean_out[c] = mean;
-        var_out[c] = m2 / T(M);
+        mean_out[c] = T(mean);
+        var_out[c] = T(m2 / double(M));
     }
 }
 
@@ -91,24 +99,24 @@ __device__ void bn_apply(const T* x, const T* mean, const T* invstd, const T* ga
     }
 }
 
-// y is read only when relu != 0.
+// y is read only when relu != 0.  Shared memory: blockDim.x doubles.
 template <typename T>
-__device__ void bn_backward_partial(const T* x, const T* g, const T* y, const T* mean, T* partial_g, T* partial_gx,
-                                    int N, int C, long long HW, int relu, int slices) {
+__device__ void bn_backward_partial(const T* x, const T* g, const T* y, const T* mean, double* partial_g,
+                                    double* partial_gx, int N, int C, long long HW, int relu, int slices) {
     extern __shared__ __align__(16) unsigned char shared_bytes[];
-    T* scratch = reinterpret_cast<T*>(shared_bytes);
+    double* scratch = reinterpret_cast<double*>(shared_bytes);
     int c = blockIdx.x / slices, slice = blockIdx.x % slices;
     long long begin, end;
     chunk_bounds((long long)N * HW, slices, slice, &begin, &end);
-    T sum_g = T(0), sum_gx = T(0);
+    double sum_g = 0, sum_gx = 0, mean_c = mean[c];
     for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
         long long k = channel_element(i, c, C, HW);
-        T gk = (relu && y[k] <= T(0)) ? T(0) : g[k];
+        double gk = (relu && y[k] <= T(0)) ? 0.0 : double(g[k]);
         sum_g += gk;
-        sum_gx += gk * (x[k] - mean[c]);
+        sum_gx += gk * (double(x[k]) - mean_c);
     }
-    T total_g = block_sum(sum_g, scratch);
-    T total_gx = block_sum(sum_gx, scratch);
+    double total_g = block_sum(sum_g, scratch);
+    double total_gx = block_sum(sum_gx, scratch);
     if (threadIdx.x == 0) {
         partial_g[blockIdx.x] = total_g;
         partial_gx[blockIdx.x] = total_gx;
@@ -116,24 +124,24 @@ __device__ void bn_backward_partial(const T* x, const T* g, const T* y, const T*
 }
 
 template <typename T>
-__device__ void bn_backward_finalize(const T* partial_g, const T* partial_gx, const T* invstd, T* dgamma, T* dbeta,
-                                     int C, int slices) {
+__device__ void bn_backward_finalize(const double* partial_g, const double* partial_gx, const T* invstd, T* dgamma,
+                                     T* dbeta, int C, int slices) {
     GRID_STRIDE_LOOP(c, C) {
-        T sum_g = T(0), sum_gx = T(0);
+        double sum_g = 0, sum_gx = 0;
         for (int slice = 0; slice < slices; ++slice) {
             sum_g += partial_g[c * slices + slice];
             sum_gx += partial_gx[c * slices + slice];
         }
-        dbeta[c] = sum_g;
-        dgamma[c] = sum_gx * invstd[c];  // sum g' * xhat
+        dbeta[c] = T(sum_g);
+        dgamma[c] = T(sum_gx * double(invstd[c]));  // sum g' * xhat
     }
 }
 
 template <typename T>
 __device__ void bn_backward_apply(const T* x, const T* g, const T* y, const T* mean, const T* invstd,
                                   const T* gamma, const T* dgamma, const T* dbeta, T* dx,
-                                  long long total, int N, int C, long long HW, int relu) {
-    T inv_M = T(1) / T((long long)N * HW);
+                                  long long total, int N, int C, long long HW, int relu, int training) {
+    T inv_M = training ? T(1) / T((long long)N * HW) : T(0);  // eval: the two batch-statistics terms vanish
     GRID_STRIDE_LOOP(i, total) {
         int c = (i / HW) % C;
         T gi = (relu && y[i] <= T(0)) ? T(0) : g[i];
@@ -143,12 +151,13 @@ __device__ void bn_backward_apply(const T* x, const T* g, const T* y, const T* m
 }
 
 #define BN_INSTANTIATE(T, suffix)                                                                         \
-    extern "C" __global__ void bn_stats_partial_##suffix(const T* x, T* partial_mean, T* partial_m2, int N, int C, \
-                                                         long long HW, int slices) {                             \
+    extern "C" __global__ void bn_stats_partial_##suffix(const T* x, double* partial_mean, double* partial_m2,    \
+                                                         int N, int C, long long HW, int slices) {               \
         bn_stats_partial(x, partial_mean, partial_m2, N, C, HW, slices);                                      \
     }                                                                                                         \
-    extern "C" __global__ void bn_stats_finalize_##suffix(const T* partial_mean, const T* partial_m2, T* mean,  \
-                                                          T* var, int N, int C, long long HW, int slices) {      \
+    extern "C" __global__ void bn_stats_finalize_##suffix(const double* partial_mean, const double* partial_m2,  \
+                                                          T* mean, T* var, int N, int C, long long HW,           \
+                                                          int slices) {                                          \
         bn_stats_finalize(partial_mean, partial_m2, mean, var, N, C, HW, slices);                              \
     }                                                                                                         \
     extern "C" __global__ void bn_apply_##suffix(const T* x, const T* mean, const T* invstd, const T* gamma,    \
@@ -157,11 +166,11 @@ __device__ void bn_backward_apply(const T* x, const T* g, const T* y, const T* m
         bn_apply(x, mean, invstd, gamma, beta, y, total, C, HW, relu);                                        \
     }                                                                                                         \
     extern "C" __global__ void bn_backward_partial_##suffix(const T* x, const T* g, const T* y, const T* mean,  \
-                                                            T* partial_g, T* partial_gx, int N, int C,         \
+                                                            double* partial_g, double* partial_gx, int N, int C, \
                                                             long long HW, int relu, int slices) {             \
         bn_backward_partial(x, g, y, mean, partial_g, partial_gx, N, C, HW, relu, slices);                    \
     }                                                                                                         \
-    extern "C" __global__ void bn_backward_finalize_##suffix(const T* partial_g, const T* partial_gx,          \
+    extern "C" __global__ void bn_backward_finalize_##suffix(const double* partial_g, const double* partial_gx, \
                                                              const T* invstd, T* dgamma, T* dbeta, int C,     \
                                                              int slices) {                                    \
         bn_backward_finalize(partial_g, partial_gx, invstd, dgamma, dbeta, C, slices);                        \
@@ -169,8 +178,8 @@ __device__ void bn_backward_apply(const T* x, const T* g, const T* y, const T* m
     extern "C" __global__ void bn_backward_apply_##suffix(const T* x, const T* g, const T* y, const T* mean,    \
                                                           const T* invstd, const T* gamma, const T* dgamma,    \
                                                           const T* dbeta, T* dx, long long total, int N, int C, \
-                                                          long long HW, int relu) {                           \
-        bn_backward_apply(x, g, y, mean, invstd, gamma, dgamma, dbeta, dx, total, N, C, HW, relu);            \
+                                                          long long HW, int relu, int training) {             \
+        bn_backward_apply(x, g, y, mean, invstd, gamma, dgamma, dbeta, dx, total, N, C, HW, relu, training);  \
     }
 
 BN_INSTANTIATE(float, f32)

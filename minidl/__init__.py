@@ -24,6 +24,7 @@ from .tensor import Tensor, where
 from .tensor_math import einsum, std_mean, var_mean
 
 from .backends import cpu as _cpu_backend  # registers the CPU's fast implementations (backends/cpu/)
+from .backends import cuda as _cuda_backend  # registers the CUDA kernels' ops (backends/cuda/)
 
 __version__ = "0.1.0"
 

@@ -181,13 +181,13 @@ def _cublas():
 def _gemm_ex(a, b, compute_dtype):
     """(..., M, K) @ (K, N) with 16-bit inputs, float32 accumulation and output, via cuBLAS."""
     import cupy
-    from .cuda.ops import _address, float_to_bf16_bits_gpu
+    from .backends.cuda.bf16 import float_to_bf16_bits
     lead, (M, K), N = a.shape[:-2], a.shape[-2:], b.shape[1]
     if b.shape[0] != K:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up (K = {K} vs {b.shape[0]})")
     rows = int(np.prod(lead, dtype=np.int64)) * M
     if compute_dtype == "bfloat16":
-        a16, b16, kind = float_to_bf16_bits_gpu(a.reshape(rows, K)), float_to_bf16_bits_gpu(b), _CUDA_R_16BF
+        a16, b16, kind = float_to_bf16_bits(a.reshape(rows, K)), float_to_bf16_bits(b), _CUDA_R_16BF
     else:
         a16 = cupy.ascontiguousarray(a.reshape(rows, K), dtype=cupy.float16)
         b16, kind = cupy.ascontiguousarray(b, dtype=cupy.float16), _CUDA_R_16F
@@ -195,8 +195,8 @@ def _gemm_ex(a, b, compute_dtype):
     one, zero = np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.float32)
     # Row-major C = A B is column-major C^T = B^T A^T: hand cuBLAS B first.
     _cublas().gemmEx(cupy.cuda.device.get_cublas_handle(), 0, 0, N, rows, K, one.ctypes.data,
-                     _address(b16), kind, N, _address(a16), kind, K, zero.ctypes.data,
-                     _address(out), _CUDA_R_32F, N, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
+                     b16.data.ptr, kind, N, a16.data.ptr, kind, K, zero.ctypes.data,
+                     out.data.ptr, _CUDA_R_32F, N, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
     return out.reshape(lead + (M, N))
 
 
@@ -224,6 +224,18 @@ def tf32_enabled():
 
 # ---------------------------------------------------------------------------------- GradScaler
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
+
+
+def _found_inf(state):
+    """Whether a gradient held inf/NaN: the per-gradient flags ``unscale_`` left on their devices, read
+    with one host synchronisation per device (then kept as a bool)."""
+    flags = state["found_inf"]
+    if isinstance(flags, list):
+        by_device = {}
+        for flag in flags:
+            by_device.setdefault(get_array_module(flag), []).append(flag)
+        state["found_inf"] = not all(bool(xp.stack(group).all()) for xp, group in by_device.items())
+    return state["found_inf"]
 
 
 class GradScaler:
@@ -289,17 +301,15 @@ class GradScaler:
         if state["stage"] == _STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
         inv_scale = float(np.float32(1.0 / self._scale))  # PyTorch: float64 reciprocal, then float32
-        found_inf = None
+        finite = []  # per gradient, a 0-d array on its device: read once, when step() needs the answer
         for group in optimizer.param_groups:
             for param in group["params"]:
                 if param.grad is None:
                     continue
                 grad = param.grad.array
-                xp = get_array_module(grad)
-                grad *= xp.asarray(inv_scale, dtype=grad.dtype)
-                bad = not bool(xp.isfinite(grad).all())
-                found_inf = bad if found_inf is None else (found_inf or bad)
-        state["found_inf"] = found_inf
+                grad *= grad.dtype.type(inv_scale)  # a scalar argument: nothing is copied to the device
+                finite.append(get_array_module(grad).isfinite(grad).all())
+        state["found_inf"] = finite or None
         state["stage"] = _UNSCALED
 
     def step(self, optimizer, *args, **kwargs):
@@ -315,7 +325,7 @@ class GradScaler:
             self.unscale_(optimizer)
         if state["found_inf"] is None:
             raise AssertionError("No inf checks were recorded for this optimizer.")
-        result = None if state["found_inf"] else optimizer.step(*args, **kwargs)
+        result = None if _found_inf(state) else optimizer.step(*args, **kwargs)
         state["stage"] = _STEPPED
         return result
 
@@ -326,7 +336,7 @@ class GradScaler:
         if new_scale is not None:
             self._scale = float(np.float32(float(new_scale)))
         else:
-            checks = [s["found_inf"] for s in self._per_optimizer.values() if s["found_inf"] is not None]
+            checks = [_found_inf(s) for s in self._per_optimizer.values() if s["found_inf"] is not None]
             if not checks:
                 raise AssertionError("No inf checks were recorded prior to update.")
             if any(checks):

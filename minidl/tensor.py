@@ -365,7 +365,7 @@ class Tensor(MathMethods, IndexingMethods):
                 dtype = dtypes.get_default_dtype()
             elif dtype.kind == "b":
                 dtype = dtypes.int64
-            return Tensor._from_array(xp.asarray(other, dtype=dtype))
+            return Tensor._from_array(xp.full((), other, dtype=dtype))  # filled on the device: no host copy
         if not (isinstance(other, (numbers.Number, list, tuple)) or hasattr(other, "__array__")
                 or hasattr(other, "__cuda_array_interface__")):
             raise TypeError(f"unsupported operand type(s): 'Tensor' and '{type(other).__name__}'")

@@ -35,5 +35,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def standin():
+    """The strict CuPy stand-in (tests/cupy_standin) installed as ``cupy`` for one test."""
+    from tests.cupy_standin import StandIn
+    with StandIn() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)

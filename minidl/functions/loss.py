@@ -36,7 +36,7 @@ class CrossEntropy(Function):
         weight = _same_dtype(weight, logits)
         classes = rows.shape[1]
         logp = log_softmax_array(rows, dim=1)
-        kept, safe_target, target_weight = _target_weights(target_rows, weight, ignore_index, logp.dtype)
+        kept, safe_target, target_weight = _target_weights(target_rows, weight, ignore_index, logp.dtype, classes)
         picked = xp.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
         loss = (-(1 - label_smoothing)) * target_weight * picked
         if label_smoothing > 0:
@@ -75,7 +75,8 @@ class NLLLoss(Function):
         xp = get_array_module(log_probs)
         rows, target_rows = _rows(log_probs, target)
         weight = _same_dtype(weight, log_probs)
-        kept, safe_target, target_weight = _target_weights(target_rows, weight, ignore_index, rows.dtype)
+        kept, safe_target, target_weight = _target_weights(target_rows, weight, ignore_index, rows.dtype,
+                                                           rows.shape[1])
         loss = -target_weight * xp.take_along_axis(rows, safe_target[:, None], axis=1)[:, 0]
         if self.recording:
             self.safe_target, self.target_weight, self.input_shape = safe_target, target_weight, log_probs.shape
@@ -261,12 +262,16 @@ def _same_dtype(weight, input):
     return None if weight is None else weight.astype(input.dtype, copy=False)
 
 
-def _target_weights(target, weight, ignore_index, dtype):
-    """Per-row: kept (1 or 0 as dtype), the target with ignored rows set to class 0, and w[t_i] * kept."""
+def _target_weights(target, weight, ignore_index, dtype, classes):
+    """Per-row: kept (1 or 0 as dtype), the target with ignored rows set to class 0, and w[t_i] * kept.
+
+    A target outside [0, classes) -- possible only on a GPU, where it is not checked -- reads class 0
+    and is kept as NaN, so the loss and its gradient become NaN instead of silently wrong."""
     xp = get_array_module(target)
     ignored = target == ignore_index
-    kept = (~ignored).astype(dtype)
-    safe_target = xp.where(ignored, 0, target)
+    out_of_range = ~ignored & ((target < 0) | (target >= classes))
+    kept = xp.where(out_of_range, xp.nan, (~ignored).astype(dtype)).astype(dtype)
+    safe_target = xp.where(ignored | out_of_range, 0, target)
     target_weight = kept if weight is None else weight[safe_target] * kept
     return kept, safe_target, target_weight
 
@@ -319,6 +324,8 @@ def _check_classification(name, input, target, weight, reduction, ignore_index):
     if weight is not None and tuple(weight.shape) != (classes,):
         raise ShapeError(f"{name}: weight must have one entry per class, shape ({classes},), "
                          f"got {tuple(weight.shape)}")
+    if xp.__name__ != "numpy":  # a check would wait for the GPU every call: out-of-range rows give NaN instead
+        return
     valid = (target == ignore_index) | ((target >= 0) & (target < classes))
     if target.size and not bool(xp.all(valid)):
         bad = target[~valid].reshape(-1)[0]

@@ -19,6 +19,7 @@ Two stems:
 freezes the first 6 or first 10 children).
 """
 from .. import nn
+from ..nn import functional as F
 from .registry import register_model
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50"]
@@ -34,6 +35,25 @@ def conv3x3(in_planes, out_planes, stride=1):
 def conv1x1(in_planes, out_planes, stride=1):
     """1x1 convolution without bias: the projection shortcut and the bottleneck's squeeze/expand."""
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+def _hooked(*modules):
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def bn_relu(bn, relu, x):
+    """``relu(bn(x))``: one fused op where the device has it (``BatchNorm2d.forward_relu``), the two
+    modules' own calls when a hook watches either (so hooks see what they expect)."""
+    if _hooked(bn, relu) or type(relu) is not nn.ReLU or not hasattr(bn, "forward_relu"):
+        return relu(bn(x))
+    return bn.forward_relu(x)
+
+
+def add_relu(relu, out, identity):
+    """``relu(out + identity)``, the residual join: one fused op where the device has it (``F.add_relu``)."""
+    if _hooked(relu) or type(relu) is not nn.ReLU:
+        return relu(out + identity)
+    return F.add_relu(out, identity)
 
 
 class BasicBlock(nn.Module):
@@ -62,9 +82,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = bn_relu(self.bn1, self.relu, self.conv1(x))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return add_relu(self.relu, out, identity)
 
 
 class Bottleneck(nn.Module):
@@ -86,10 +106,10 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = bn_relu(self.bn1, self.relu, self.conv1(x))
+        out = bn_relu(self.bn2, self.relu, self.conv2(out))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return add_relu(self.relu, out, identity)
 
 
 class ResNet(nn.Module):
@@ -151,7 +171,7 @@ class ResNet(nn.Module):
                     nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(bn_relu(self.bn1, self.relu, self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x).flatten(1)
         return self.fc(x)

@@ -22,7 +22,7 @@ Linear weight ``kaiming_normal_`` (fan_in, gain sqrt(2)); BatchNorm weight 1, bi
 from .. import nn
 from ..nn import functional as F
 from .registry import register_model
-from .resnet import BasicBlock, conv1x1
+from .resnet import BasicBlock, bn_relu, conv1x1
 
 __all__ = ["ZeroPadShortcut", "CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 
@@ -91,7 +91,7 @@ class CifarResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = bn_relu(self.bn1, self.relu, self.conv1(x))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.avgpool(x).flatten(1))
 

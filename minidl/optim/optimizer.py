@@ -9,8 +9,11 @@ A subclass writes two methods:
 
 - ``_init_state(state, p, group)`` fills the empty state dict of ``p`` before its first step;
 - ``_update(param, grad, state, group)`` changes the array ``param`` in place from the array
-  ``grad``.  Each subclass keeps the arithmetic in one module-level function so a fused GPU
-  kernel can replace it later.
+  ``grad``.  Each subclass keeps the arithmetic in one module-level function.
+
+A device backend may update a whole param group at once instead (minidl/backends/cuda/optim.py
+fuses SGD, Adam and AdamW on the GPU): ``step`` asks ``backends.registry.choose`` for a fast
+implementation of the optimizer's class and calls its ``update_group(optimizer, group, params)``.
 
 ``state_dict()`` follows PyTorch's layout, with NumPy arrays (so a trainer can write it to
 ``.npz``)::
@@ -26,6 +29,7 @@ import numpy as np
 
 from ..autograd import enable_grad
 from ..backend import device_of, move_array
+from ..backends.registry import choose
 
 
 class _RequiredParameter:
@@ -103,13 +107,18 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    self._init_state(state, p, group)
-                self._update(p.array, p.grad.array, state, group)
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if not self.state[p]:
+                    self._init_state(self.state[p], p, group)
+            if not params:
+                continue
+            fused = choose(type(self), params, group)  # a device backend's update of the whole group, if any
+            if fused is not type(self):
+                fused.update_group(self, group, params)
+                continue
+            for p in params:
+                self._update(p.array, p.grad.array, self.state[p], group)
         return loss
 
     def _init_state(self, state, p, group):

@@ -1,5 +1,5 @@
 """``minidl.train``: the training loop, checkpoints, metrics and history."""
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import History
-from .metrics import RunningAverage, accuracy, topk_correct
+from .metrics import EpochTotals, RunningAverage, accuracy, topk_correct, topk_hits
 from .trainer import Trainer, TrainingDiverged

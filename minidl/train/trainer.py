@@ -44,7 +44,7 @@ from . import resume as resume_checks
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .processes import is_main_process, sum_over_processes, unwrap, wrap_for_processes
 from .history import History
-from .metrics import RunningAverage, topk_correct
+from .metrics import EpochTotals
 
 PER_BATCH_SCHEDULERS = ("OneCycleLR", "CyclicLR")
 DEFAULT_TOPK = (1, 5)
@@ -76,8 +76,9 @@ class Trainer:
         early_stopping_patience: stop after this many epochs without a better
             validation loss (None: never).
         progress: show tqdm progress bars.
-        check_every: read the divergence checks every this many steps (1 on the CPU,
-            where reading is free; 20 on a GPU, where each read waits for the device).
+        check_every: read the divergence checks and the progress bar's loss and accuracy every
+            this many steps (1 on the CPU, where reading is free; 20 on a GPU, where each read
+            waits for the device).
 
     Several processes (``minidl.distributed``, docs/distributed.md): the model is trained inside
     DistributedDataParallel (given so, or wrapped here), each process on its loader's share; the
@@ -264,10 +265,11 @@ class Trainer:
                 break
 
     def train_epoch(self, loader, epochs):
+        """One epoch of training.  The loss and top-k hits are summed on the batches' device
+        (``EpochTotals``) and read with the divergence checks, every ``check_every`` steps: on the
+        CPU every step (reading is free), on a GPU every 20, since each read waits for the device."""
         self.model.train()
-        loss_average = RunningAverage()
-        correct = {k: 0 for k in self.topk}
-        seen, started = 0, time.perf_counter()
+        totals, started = None, time.perf_counter()
         checks = _FiniteChecks()
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{epochs}", disable=not self.progress, leave=False,
                    dynamic_ncols=True)
@@ -275,54 +277,53 @@ class Trainer:
             images, targets = images.to(self.device), targets.to(self.device)
             logits = self.network(images)
             self._settle_topk(logits)
+            totals = totals or EpochTotals(self.topk)
             loss = self.loss_fn(logits, targets)
             self.optimizer.zero_grad()
             loss.backward()
             grad_norm = self._grad_norm()
             checks.add(loss, grad_norm, batch_index)
+            totals.add(loss.detach(), logits.detach(), targets, batch_index)
             if (batch_index + 1) % self.check_every == 0:
                 self._raise_if_diverged(checks)
+                self._show_progress(bar, totals.read(), started)
             self.optimizer.step()
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
-            batch = len(targets)
-            seen += batch
-            loss_average.update(float(loss.item()), batch)
-            for k, count in topk_correct(logits.detach(), targets, self.topk).items():
-                correct[k] += count
-            bar.set_postfix(loss=f"{loss_average.value:.4f}", top1=f"{correct[self.topk[0]] / seen:.3f}",
-                            lr=f"{self.optimizer.param_groups[0]['lr']:.4g}",
-                            img_s=f"{seen / (time.perf_counter() - started):.0f}")
         self._raise_if_diverged(checks)
-        loss, correct, seen = _over_processes(loss_average, correct, seen)
+        loss, correct, seen = _over_processes((totals or EpochTotals(self.topk)).read(), self.topk)
         stats = {"train_loss": loss}
         stats.update({f"train_top{k}": correct[k] / max(seen, 1) for k in self.topk})
         stats["train_images_per_s"] = round(seen / (time.perf_counter() - started), 1)
         return stats
 
+    def _show_progress(self, bar, values, started):
+        bar.set_postfix(loss=f"{values['loss']:.4f}", top1=f"{values[f'top{self.topk[0]}']:.3f}",
+                        lr=f"{self.optimizer.param_groups[0]['lr']:.4g}",
+                        img_s=f"{values['seen'] / (time.perf_counter() - started):.0f}")
+
     def evaluate(self, loader, prefix="test"):
         """Mean loss and top-k accuracies over ``loader``, in eval mode and without a graph.
 
-        A non-finite loss is never averaged in silently: if the batch's images hold NaN/Inf the
-        data is at fault (ValueError naming the batch), otherwise the model (TrainingDiverged).
+        The sums stay on the device until the end (one read). A non-finite loss is never averaged in
+        silently: if that batch's images held NaN/Inf the data is at fault (ValueError naming the
+        batch), otherwise the model (TrainingDiverged).
         """
         self.model.eval()
-        loss_average = RunningAverage()
-        correct, seen = {k: 0 for k in self.topk}, 0
+        totals = None
         with no_grad():
             for batch_index, (images, targets) in enumerate(tqdm(loader, desc=prefix, disable=not self.progress,
                                                                  leave=False, dynamic_ncols=True)):
                 images, targets = images.to(self.device), targets.to(self.device)
                 logits = self.network(images)  # under DDP: rank 0's BatchNorm statistics everywhere
                 self._settle_topk(logits)
-                loss = float(self.loss_fn(logits, targets).item())
-                if not math.isfinite(loss):
-                    self._explain_nonfinite_evaluation(images, loss, prefix, batch_index)
-                loss_average.update(loss, len(targets))
-                for k, count in topk_correct(logits, targets, self.topk).items():
-                    correct[k] += count
-                seen += len(targets)
-        loss, correct, seen = _over_processes(loss_average, correct, seen)
+                totals = totals or EpochTotals(self.topk, watch_inputs=True)
+                totals.add(self.loss_fn(logits, targets), logits, targets, batch_index, images)
+        values = (totals or EpochTotals(self.topk)).read()
+        if values["first_bad_batch"] >= 0:
+            self._explain_nonfinite_evaluation(values["bad_inputs"], values["first_bad_loss"], prefix,
+                                               values["first_bad_batch"])
+        loss, correct, seen = _over_processes(values, self.topk)
         stats = {f"{prefix}_loss": loss}
         stats.update({f"{prefix}_top{k}": correct[k] / max(seen, 1) for k in self.topk})
         return stats
@@ -371,10 +372,7 @@ class Trainer:
                     f"the gradients' norm became {norm} (loss {loss:.4g})")
             raise TrainingDiverged(self._divergence_message(what, batch_index))
 
-    def _explain_nonfinite_evaluation(self, images, loss, prefix, batch_index):
-        array = images.array
-        xp = get_array_module(array)
-        bad_inputs = int((~xp.isfinite(array)).sum())
+    def _explain_nonfinite_evaluation(self, bad_inputs, loss, prefix, batch_index):
         if bad_inputs:
             raise ValueError(f"{prefix} batch {batch_index + 1}: {bad_inputs} input values are NaN/Inf, so the "
                              f"{prefix} loss is {loss}; check the {prefix} data and its transform")
@@ -453,12 +451,12 @@ class Trainer:
         tqdm.write(" | ".join(parts))
 
 
-def _over_processes(loss_average, correct, seen):
-    """(mean loss, {k: correct}, images) over every process's share (this process's alone without a group)."""
-    ks = list(correct)
-    loss_total, count, seen, *counts = sum_over_processes([loss_average.total, loss_average.count, seen,
-                                                           *correct.values()])
-    return (loss_total / count if count else float("nan")), dict(zip(ks, counts)), seen
+def _over_processes(values, topk):
+    """(mean loss, {k: correct}, images) over every process's share of ``EpochTotals.read()`` (this
+    process's alone without a group)."""
+    loss_total, seen, *counts = sum_over_processes([values["loss_sum"], values["seen"],
+                                                    *(values["hits"][k] for k in topk)])
+    return (loss_total / seen if seen else float("nan")), dict(zip(topk, counts)), seen
 
 
 class _FiniteChecks:
@@ -471,11 +469,16 @@ class _FiniteChecks:
         self.pending.append((batch_index, loss.array, grad_norm))
 
     def first_failure(self):
-        """(batch index, loss, norm) of the first step with a non-finite loss or norm, or None; clears."""
+        """(batch index, loss, norm) of the first step with a non-finite loss or norm, or None; clears.
+        The pending values come to the host in one transfer (one wait for a GPU)."""
         pending, self.pending = self.pending, []
-        for batch_index, loss, norm in pending:
-            loss_value = float(loss)
-            norm_value = float(norm) if norm is not None else 0.0
+        if not pending:
+            return None
+        xp = get_array_module(pending[0][1])
+        zero = xp.zeros((), dtype=xp.float64)
+        values = xp.stack([xp.asarray(v, dtype=xp.float64) for _, loss, norm in pending
+                           for v in (loss, zero if norm is None else norm)]).tolist()
+        for (batch_index, _, _), loss_value, norm_value in zip(pending, values[0::2], values[1::2]):
             if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
                 return batch_index, loss_value, norm_value
         return None

@@ -56,18 +56,25 @@ class _BatchNorm(Module):
     def forward(self, input):
         """PyTorch's rule: while training, count the batch and update the running statistics
         with ``momentum`` (or, with ``momentum=None``, a cumulative average: 1 / batches seen)."""
+        return F.batch_norm(input, *self._arguments(input))
+
+    def forward_relu(self, input):
+        """``relu(self(input))`` as one op where the device fuses them (``F.batch_norm_relu``); minidl's
+        ResNet blocks call it when no hook watches this module."""
+        return F.batch_norm_relu(input, *self._arguments(input))
+
+    def _arguments(self, input):
+        """The arguments of ``F.batch_norm`` after ``input``, counting the batch when training."""
         self._check_input(input)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.array += 1
-            if self.momentum is None:
-                momentum = 1.0 / int(self.num_batches_tracked.array)
+            if self.momentum is None:  # computed where the counter lives: no host read on a GPU
+                momentum = 1.0 / self.num_batches_tracked.array
         use_batch_stats = self.training or self.running_mean is None
         give_running_stats = not self.training or self.track_running_stats
-        return F.batch_norm(input,
-                            self.running_mean if give_running_stats else None,
-                            self.running_var if give_running_stats else None,
-                            self.weight, self.bias, use_batch_stats, momentum, self.eps)
+        return (self.running_mean if give_running_stats else None, self.running_var if give_running_stats else None,
+                self.weight, self.bias, use_batch_stats, momentum, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -1,33 +1,32 @@
 """Loading minidl's CUDA kernels: source from ``kernels/*.cu``, compiled once per device.
 
 The ``.cu`` files ship inside the wheel as the package ``minidl.kernels`` (the repository's
-``kernels/`` folder, see setup.py); in a source checkout they are read from there directly.
+``kernels/`` folder, see setup.py); in a source checkout they are read from ``kernels/`` directly.
 ``#include "common.cuh"`` lines are replaced by that file's text, so the source handed to
 NVRTC is self-contained and needs no include path (``kernel_source`` returns that text, and
 tests/test_kernels_compile.py compiles it with ``nvcc``).
 
 ``get_kernel("im2col.cu", "im2col_f32")`` compiles the file with ``cupy.RawModule`` the first
-time it is asked for on a device and keeps the module in ``_modules``; CuPy also caches the
-compiled binary on disk (``~/.cupy/kernel_cache``), so a new process skips NVRTC too.
+time it is asked for on a device and keeps the module and its kernels in ``_modules``; CuPy also
+caches the compiled binary on disk (``~/.cupy/kernel_cache``), so a new process skips NVRTC too.
 """
 import re
 from pathlib import Path
 
 DEFAULT_OPTIONS = ("-std=c++17",)
 _INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$', re.MULTILINE)
-_modules = {}  # (file name, options, device id) -> cupy.RawModule
+_modules = {}  # (file name, options, device id) -> (cupy.RawModule, {kernel name: kernel})
 
 
 def kernels_dir():
-    """The folder holding the ``.cu`` files: the installed package, else the repository's."""
-    try:
-        from importlib.resources import files
-        folder = files("minidl.kernels")
-        if folder.joinpath("common.cuh").is_file():
-            return folder
-    except (ImportError, ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "kernels"
+    """The folder holding the ``.cu`` files: the ``kernels/`` of the source tree this module sits in,
+    else the installed package ``minidl.kernels``.  (The source tree comes first: an editable install's
+    finder maps ``minidl.kernels`` to the checkout it was installed from, which may be another one.)"""
+    source_tree = Path(__file__).resolve().parents[3] / "kernels"
+    if (source_tree / "common.cuh").is_file():
+        return source_tree
+    from importlib.resources import files
+    return files("minidl.kernels")
 
 
 def kernel_files():
@@ -54,29 +53,25 @@ def _strip_pragma_once(text):
     return text.replace("#pragma once", "")
 
 
-def get_module(name, options=DEFAULT_OPTIONS):
-    """The compiled ``cupy.RawModule`` of ``kernels/<name>`` on the current device."""
-    from ..backend import require_cupy
+def _compiled(name, options):
+    from ...backend import require_cupy
     cupy = require_cupy()
     key = (name, tuple(options), cupy.cuda.Device().id)
-    module = _modules.get(key)
-    if module is None:
-        module = cupy.RawModule(code=kernel_source(name), options=tuple(options))
-        _modules[key] = module
-    return module
+    entry = _modules.get(key)
+    if entry is None:
+        entry = _modules[key] = (cupy.RawModule(code=kernel_source(name), options=tuple(options)), {})
+    return entry
+
+
+def get_module(name, options=DEFAULT_OPTIONS):
+    """The compiled ``cupy.RawModule`` of ``kernels/<name>`` on the current device."""
+    return _compiled(name, options)[0]
 
 
 def get_kernel(name, function, options=DEFAULT_OPTIONS):
     """The ``extern "C"`` kernel ``function`` of ``kernels/<name>``, ready to launch."""
-    return get_module(name, options).get_function(function)
-
-
-def dtype_suffix(dtype):
-    """The suffix of the float32 / float64 instantiation of a kernel ("f32" / "f64")."""
-    import numpy as np
-    dtype = np.dtype(dtype)
-    if dtype == np.float32:
-        return "f32"
-    if dtype == np.float64:
-        return "f64"
-    raise TypeError(f"minidl's CUDA kernels take float32 or float64 arrays, got {dtype}")
+    module, kernels = _compiled(name, options)
+    kernel = kernels.get(function)
+    if kernel is None:
+        kernel = kernels[function] = module.get_function(function)
+    return kernel

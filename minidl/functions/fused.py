@@ -1,0 +1,73 @@
+"""Two pairs of ops that a device backend may run as one: relu(batch_norm(x)) and relu(a + b).
+
+Each fused op is, by definition, the composition of two reference ops, and its reference
+implementation below is exactly that composition.  Fusing saves memory passes on a GPU (the
+CUDA backend registers kernels for both); elsewhere it would only hide a faster unfused path
+(the CPU's own batch norm), so ``batch_norm_relu`` and ``add_relu`` take the fused op only where
+the device registered a fast implementation of it, and otherwise call the two ops.  Models opt
+in by calling these functionals (minidl's ResNet blocks do); their parameters and state_dict
+keys do not change.
+"""
+from ..autograd import Function
+from ..backend import get_array_module
+from ..backends.registry import choose
+from .activation import relu
+from .batchnorm import BatchNorm, _array, _check_arguments, batch_norm
+
+
+class BatchNormReLU(BatchNorm):
+    """y = max(batch_norm(x), 0).
+
+    Backward: g' = g where y > 0, else 0, then BatchNorm's backward of g'
+    (dL/db = sum g', dL/dw = sum g' * xhat, dL/dx from the closed form).
+    """
+
+    def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None, training=False,
+                momentum=0.1, eps=1e-5):
+        y = super().forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+        y = get_array_module(y).maximum(y, 0)
+        if self.recording:
+            self.y = y
+        return y
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        return super().backward(xp.where(self.y > 0, g, 0).astype(g.dtype, copy=False))
+
+
+class AddReLU(Function):
+    """y = max(a + b, 0) for a and b of one shape and dtype (a residual block's join).
+
+    dL/da = dL/db = g where y > 0, else 0 (one array, returned for both).
+    """
+
+    def forward(self, a, b):
+        y = a + b
+        get_array_module(y).maximum(y, 0, out=y)
+        if self.recording:
+            self.y = y
+        return y
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        grad = xp.where(self.y > 0, g, 0).astype(g.dtype, copy=False)
+        return grad, grad
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                    eps=1e-5):
+    """``relu(batch_norm(input, ...))``, one fused op where the device has one (arguments as ``batch_norm``)."""
+    _check_arguments(input, running_mean, running_var, weight, bias, training, momentum)
+    inputs = (input, weight, bias)
+    params = dict(running_mean=_array(running_mean), running_var=_array(running_var), training=training,
+                  momentum=momentum, eps=eps)
+    if choose(BatchNormReLU, inputs, params) is BatchNormReLU:
+        return relu(batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps))
+    return BatchNormReLU.apply(*inputs, **params)
+
+
+def add_relu(a, b):
+    """``relu(a + b)``, one fused op where the device has one and a, b share shape and dtype."""
+    if a.shape != b.shape or a.dtype != b.dtype or choose(AddReLU, (a, b), {}) is AddReLU:
+        return relu(a + b)
+    return AddReLU.apply(a, b)
