@@ -4,13 +4,9 @@ When an input was broadcast in the forward pass (a bias of shape (C,) added to
 (N, C)), each of its elements influenced many outputs, so its gradient is the
 *sum* of the output gradient over the broadcast axes: ``unbroadcast``.
 """
-import contextlib
-
-import numpy as np
-
 from .. import amp
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import get_array_module, ignore_float_errors
 
 
 def unbroadcast(grad, shape):
@@ -111,20 +107,14 @@ class Pow(Function):
         grad_a = grad_b = None
         a, b = xp.asarray(self.a), xp.asarray(self.b)
         if self.needs_input_grad[0]:
-            with _quiet(xp):
+            with ignore_float_errors(xp):
                 local = xp.where(b == 0, 0, b * a ** (b - 1)).astype(g.dtype, copy=False)
             grad_a = unbroadcast(g * local, _shape(self.a))
         if self.needs_input_grad[1]:
-            with _quiet(xp):
+            with ignore_float_errors(xp):
                 local = xp.where((a == 0) & (b >= 0), 0, self.y * xp.log(a)).astype(g.dtype, copy=False)
             grad_b = unbroadcast(g * local, _shape(self.b))
         return grad_a, grad_b
-
-
-def _quiet(xp):
-    """Silences NumPy's divide/invalid warnings for values ``where`` discards; CuPy never warns
-    (and has no ``errstate``)."""
-    return np.errstate(divide="ignore", invalid="ignore") if xp is np else contextlib.nullcontext()
 
 
 class MatMul(Function):
