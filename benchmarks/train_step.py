@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py --model resnet20 --device cpu --batch-size 128 --compare torch
     python benchmarks/train_step.py --model resnet18 --device cuda --precision bf16 --compare torch --profile
+    python benchmarks/train_step.py --model resnet18 --device cuda --against-reference --compare none --profile
 
 Both frameworks train the same network (the minidl model's initial weights are copied into the
 PyTorch twin from benchmarks/torch_models.py) on the same random CIFAR-sized batch with
@@ -12,6 +13,10 @@ forward/backward time of each op type.  The last line of output is one JSON obje
 
 Precision: fp32 (TF32 off on both sides), tf32 (TF32 GEMMs/convolutions on both sides, GPU only),
 bf16 (autocast: minidl.amp.autocast and torch.autocast with bfloat16; float32 master weights).
+
+``--against-reference`` times minidl's device kernels (minidl/backends/) against its generic
+reference code (``minidl.backends.reference()``: every op as written in minidl/functions/) in one
+process, in alternating blocks, and with ``--profile`` prints the per-op table of both.
 """
 import argparse
 import datetime
@@ -31,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="resnet18", help="a minidl.models name (resnet18, resnet20, ...)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=32, help="height and width of the random images (CIFAR: 32)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -42,6 +48,9 @@ def parse_args(argv=None):
                         help="split the timed steps into this many alternating blocks (minidl, PyTorch, minidl, "
                              "...), each after one untimed step: both frameworks run warm, and a change of "
                              "load during the run falls on both alike")
+    parser.add_argument("--against-reference", action="store_true",
+                        help="also time minidl's generic reference ops (minidl.backends.reference()) against its "
+                             "device kernels, alternating blocks of steps, and report the speed-up")
     parser.add_argument("--profile", action="store_true", help="print minidl's per-op breakdown")
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (PyTorch and BLAS)")
@@ -80,8 +89,13 @@ def minidl_setup(args, batch):
     y = minidl.tensor(batch[1]).to(args.device)
     loss_fn = minidl.nn.functional.cross_entropy
 
-    def step(phase_times=None):
-        """One training step; with ``phase_times`` (a dict) each phase is timed, synchronised."""
+    def step(phase_times=None, reference=False):
+        """One training step; with ``phase_times`` (a dict) each phase is timed, synchronised; with
+        ``reference`` every op runs its generic reference instead of the device's kernels."""
+        with minidl.backends.reference(reference):
+            return _step(phase_times)
+
+    def _step(phase_times):
         clock = _PhaseClock(phase_times, minidl.cuda.synchronize)
         optimizer.zero_grad()
         clock.lap("zero_grad")
@@ -182,6 +196,32 @@ def alternating_block_times(minidl_step, minidl_sync, torch_step, torch_sync, st
     return minidl_times, torch_times
 
 
+def kernels_against_reference(step, synchronize, steps, blocks, batch_size):
+    """{"kernels_...", "reference_...", "kernels_speedup"}: minidl's step with its device kernels and with
+    the generic reference ops, ``blocks`` alternating blocks of each (``steps`` timed steps per side)."""
+    kernel_times, reference_times = [], []
+    reference_step = lambda: step(reference=True)  # noqa: E731
+    for block in range(blocks):
+        count = steps * (block + 1) // blocks - steps * block // blocks
+        kernel_times += time_steps(step, synchronize, 1, count)[1]
+        reference_times += time_steps(reference_step, synchronize, 1, count)[1]
+    result = {**summary("kernels", kernel_times, batch_size), **summary("reference", reference_times, batch_size)}
+    result["kernels_speedup"] = result["kernels_img_per_s"] / result["reference_img_per_s"]
+    return result
+
+
+def profile_table(step, synchronize, profile_steps, reference=False):
+    """(report text, rows) of minidl's per-op time, the device synchronised around every op."""
+    import minidl
+    with minidl.autograd.Profiler() as profiler:
+        for _ in range(profile_steps):
+            step(reference=reference)
+        synchronize()
+    rows = [{"op": op, "phase": phase, "ms_per_step": ms, "calls_per_step": calls}
+            for op, phase, ms, calls in profiler.table(profile_steps)]
+    return profiler.report(profile_steps), rows
+
+
 def summary(name, times, batch_size):
     median = statistics.median(times)
     return {f"{name}_step_ms_median": 1000 * median, f"{name}_step_ms_min": 1000 * min(times),
@@ -215,9 +255,9 @@ def main(argv=None):
 
     import minidl
     data = np.random.default_rng(args.seed)
-    batch = (data.standard_normal((args.batch_size, 3, 32, 32)).astype(np.float32),
+    batch = (data.standard_normal((args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32),
              data.integers(0, args.num_classes, args.batch_size).astype(np.int64))
-    result = {"model": args.model, "device": args.device, "batch_size": args.batch_size,
+    result = {"model": args.model, "device": args.device, "batch_size": args.batch_size, "image_size": args.image_size,
               "precision": args.precision, "steps": args.steps, "warmup": args.warmup}
     result.update(environment(args))
 
@@ -272,6 +312,12 @@ def main(argv=None):
             line += f", PyTorch {result['torch_peak_memory_mb']:.0f} MiB reserved"
         print(line)
 
+    if args.against_reference:
+        result.update(kernels_against_reference(step, synchronize, args.steps, max(args.blocks, 2), args.batch_size))
+        print(f"minidl kernels {result['kernels_img_per_s']:8.1f} img/s, generic reference "
+              f"{result['reference_img_per_s']:8.1f} img/s: kernels {result['kernels_speedup']:.2f}x "
+              f"(median steps, alternating blocks)")
+
     if args.profile:
         phase_times = {}
         for _ in range(args.profile_steps):
@@ -279,15 +325,14 @@ def main(argv=None):
         print(f"\nminidl step phases (ms per step, {args.profile_steps} steps):")
         for name, seconds in phase_times.items():
             print(f"  {name:<18}{1000 * seconds / args.profile_steps:>10.2f}")
-        with minidl.autograd.Profiler() as profiler:
-            for _ in range(args.profile_steps):
-                step()
-            synchronize()
+        report, result["profile"] = profile_table(step, synchronize, args.profile_steps)
         print(f"\nminidl per-op time (ms per step, {args.profile_steps} steps, device synchronised per op):")
-        print(profiler.report(args.profile_steps))
+        print(report)
         result["phases_ms"] = {name: 1000 * seconds / args.profile_steps for name, seconds in phase_times.items()}
-        result["profile"] = [{"op": op, "phase": phase, "ms_per_step": ms, "calls_per_step": calls}
-                             for op, phase, ms, calls in profiler.table(args.profile_steps)]
+        if args.against_reference:
+            report, result["reference_profile"] = profile_table(step, synchronize, args.profile_steps, reference=True)
+            print("\nminidl per-op time with the generic reference ops (minidl.backends.reference()):")
+            print(report)
     print(json.dumps(result))
     return result
 

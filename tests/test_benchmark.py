@@ -52,3 +52,17 @@ def test_profile_lists_the_convolutions_forward_and_backward():
 def test_blocks_need_the_comparison():
     with pytest.raises(SystemExit):
         load_benchmark().parse_args(["--blocks", "2", "--compare", "none"])
+
+
+def test_the_gpu_benchmark_runs_kernels_against_the_reference_on_the_cupy_stand_in(standin):
+    """What benchmarks/gpu_check.sh runs on a GPU, dry-run on the stand-in (no timing meaning): the kernel
+    path and the generic path both train, and both per-op profiles name their ops."""
+    result = load_benchmark().main(["--model", "resnet20", "--device", "cuda", "--batch-size", "2", "--image-size", "8",
+                                    "--steps", "2", "--warmup", "0", "--threads", "1", "--compare", "none",
+                                    "--against-reference", "--profile", "--profile-steps", "1"])
+    assert result["gpu"].startswith("CuPy stand-in") and result["kernels_speedup"] > 0
+    kernel_ops = {row["op"] for row in result["profile"]}
+    reference_ops = {row["op"] for row in result["reference_profile"]}
+    assert {"Conv2dCuda", "BatchNormReLUCuda", "AddReLUCuda", "CrossEntropyCuda"} <= kernel_ops
+    assert {"Conv2d", "BatchNorm", "ReLU", "CrossEntropy"} <= reference_ops and not any("Cuda" in op for op in
+                                                                                          reference_ops)

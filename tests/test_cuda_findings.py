@@ -134,7 +134,7 @@ def test_ops_on_an_empty_batch_launch_nothing(standin):
 def test_max_pool_backward_refuses_indices_it_would_misread(standin):
     x = minidl.randn(1, 2, 4, 4).to("cuda").array
     y, indices = pooling.max_pool_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
-    with pytest.raises(TypeError, match="int64"):
+    with pytest.raises(TypeError, match="indices must be int64"):
         pooling.max_pool_backward(y, indices.astype(np.int32), x.shape, (2, 2), (2, 2), (0, 0), (1, 1), False)
 
 

@@ -11,9 +11,8 @@ pool, and ``memory_reserved()`` (bytes the pool holds from the driver) only grow
 minidl reports (``reset_peak_memory_stats()`` returns cached blocks so the next peak is
 measured from scratch).
 
-The kernels themselves live in ``kernels/*.cu``; ``minidl.cuda.compile`` loads and caches
-them and ``minidl.cuda.ops`` wraps each in a function with the signature of the NumPy/CuPy
-code it replaces.
+The kernels themselves live in ``kernels/*.cu``; the CUDA backend (``minidl/backends/cuda``)
+loads them and runs them behind the ops of CUDA tensors (see README.md beside this file).
 """
 from .. import backend as _backend
 
