@@ -88,6 +88,13 @@ def batch_norm_backward(g, x, y, mean, invstd, weight, relu, training):
     return dx, dweight, dbias
 
 
+def _supported(inputs, params):
+    """x float32/float64 with at least (N, C), and every per-channel vector of its dtype."""
+    x = getattr(inputs[0], "array", inputs[0])
+    others = [getattr(v, "array", v) for v in inputs[1:3]] + [params.get("running_mean"), params.get("running_var")]
+    return is_float_array(x) and x.ndim >= 2 and all(v is None or v.dtype == x.dtype for v in others)
+
+
 @register(BatchNorm, "cuda")
 class BatchNormCuda(BatchNorm):
     """BatchNorm with the kernels of kernels/batchnorm.cu (see the module docstring)."""
@@ -96,9 +103,7 @@ class BatchNormCuda(BatchNorm):
 
     @classmethod
     def supports(cls, inputs, params):
-        x = getattr(inputs[0], "array", inputs[0])
-        others = [getattr(v, "array", v) for v in inputs[1:3]] + [params.get("running_mean"), params.get("running_var")]
-        return is_float_array(x) and x.ndim >= 2 and all(v is None or v.dtype == x.dtype for v in others)
+        return _supported(inputs, params)
 
     def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None, training=False,
                 momentum=0.1, eps=1e-5):
@@ -135,3 +140,7 @@ class BatchNormReLUCuda(BatchNormCuda, BatchNormReLU):
     """relu(batch_norm(x)) in the same kernels: bn_apply clamps, the backward kernels mask g by y > 0."""
 
     relu = True
+
+    @classmethod
+    def supports(cls, inputs, params):
+        return _supported(inputs, params)

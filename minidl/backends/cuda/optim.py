@@ -133,10 +133,6 @@ class _AdamGroup:
     """Adam's and AdamW's step for a whole param group (``optimizer._decoupled_weight_decay`` tells them apart)."""
 
     @classmethod
-    def supports(cls, params, group):
-        return _fusable(params, group)
-
-    @classmethod
     def update_group(cls, optimizer, group, params):
         beta1, beta2 = (float(beta) for beta in group["betas"])
         by_step = {}  # parameters added to the group later have taken fewer steps
@@ -157,7 +153,15 @@ class _AdamGroup:
 class AdamCuda(_AdamGroup, Adam):
     """Adam's step for a whole param group."""
 
+    @classmethod
+    def supports(cls, params, group):
+        return _fusable(params, group)
+
 
 @register(AdamW, "cuda")
 class AdamWCuda(_AdamGroup, AdamW):
     """AdamW's step for a whole param group."""
+
+    @classmethod
+    def supports(cls, params, group):
+        return _fusable(params, group)
