@@ -115,6 +115,12 @@ class Function:
             output._ctx = fn
         return output
 
+    @classmethod
+    def has_fast_implementation(cls, inputs, params):
+        """Whether a device backend registered a faster implementation of this op that would run for
+        these inputs (backends/registry.py); fused ops (functions/fused.py) run only where one does."""
+        return choose(cls, inputs, params) is not cls
+
     def forward(self, *arrays, **params):
         raise NotImplementedError
 

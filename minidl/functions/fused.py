@@ -4,13 +4,13 @@ Each fused op is, by definition, the composition of two reference ops, and its r
 implementation below is exactly that composition.  Fusing saves memory passes on a GPU (the
 CUDA backend registers kernels for both); elsewhere it would only hide a faster unfused path
 (the CPU's own batch norm), so ``batch_norm_relu`` and ``add_relu`` take the fused op only where
-the device registered a fast implementation of it, and otherwise call the two ops.  Models opt
+the device registered a fast implementation of it (``Function.has_fast_implementation``), and
+otherwise call the two ops.  Models opt
 in by calling these functionals (minidl's ResNet blocks do); their parameters and state_dict
 keys do not change.
 """
 from ..autograd import Function
 from ..backend import get_array_module
-from ..backends.registry import choose
 from .activation import relu
 from .batchnorm import BatchNorm, _array, _check_arguments, batch_norm
 
@@ -61,13 +61,13 @@ def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, tr
     inputs = (input, weight, bias)
     params = dict(running_mean=_array(running_mean), running_var=_array(running_var), training=training,
                   momentum=momentum, eps=eps)
-    if choose(BatchNormReLU, inputs, params) is BatchNormReLU:
+    if not BatchNormReLU.has_fast_implementation(inputs, params):
         return relu(batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps))
     return BatchNormReLU.apply(*inputs, **params)
 
 
 def add_relu(a, b):
     """``relu(a + b)``, one fused op where the device has one and a, b share shape and dtype."""
-    if a.shape != b.shape or a.dtype != b.dtype or choose(AddReLU, (a, b), {}) is AddReLU:
+    if a.shape != b.shape or a.dtype != b.dtype or not AddReLU.has_fast_implementation((a, b), {}):
         return relu(a + b)
     return AddReLU.apply(a, b)

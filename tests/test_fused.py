@@ -1,0 +1,112 @@
+"""The fused ops (minidl/functions/fused.py): relu(batch_norm(x)) and relu(a + b) as one op each.
+
+Their reference implementations against finite differences (float64, hypothesis-drawn shapes, values
+kept away from ReLU's kink) and against PyTorch; the functionals take the fused op only where a device
+backend registered one (the GPU), and minidl's ResNet blocks fall back to their modules' own calls
+when a forward hook watches them.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minidl
+from minidl import nn
+from minidl.functions.fused import AddReLU, BatchNormReLU
+from minidl.gradcheck import gradcheck
+from minidl.nn import functional as F
+from helpers import leaf, torch_or_skip
+
+seeds = st.integers(0, 2**16)
+
+
+def away_from_zero(seed, shape, gap=0.2):
+    """Values in [-2, -gap] or [gap, 2]: a finite difference of eps never crosses ReLU's kink."""
+    data = np.random.default_rng(seed)
+    return data.uniform(gap, 2, shape) * data.choice([-1, 1], shape)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 4)), seed=seeds)
+def test_add_relu_gradients_match_finite_differences(shape, seed):
+    total = away_from_zero(seed, shape)
+    a = np.random.default_rng(seed + 1).standard_normal(shape)
+    assert gradcheck(lambda x, y: AddReLU.apply(x, y), leaf(a), leaf(total - a))
+
+
+@given(n=st.integers(2, 4), c=st.integers(1, 3), hw=st.integers(1, 3), training=st.booleans(), seed=seeds)
+def test_batch_norm_relu_gradients_match_finite_differences(n, c, hw, training, seed):
+    data = np.random.default_rng(seed)
+    x, weight, bias = leaf(data.standard_normal((n, c, hw, hw))), leaf(data.uniform(0.5, 2, c)), leaf(data.standard_normal(c))
+    mean, var = minidl.tensor(data.standard_normal(c)), minidl.tensor(data.uniform(0.5, 2, c))
+
+    def fn(x, weight, bias):
+        return BatchNormReLU.apply(x, weight, bias, running_mean=mean.array.copy(), running_var=var.array.copy(),
+                                   training=training, momentum=0.1, eps=1e-5)
+
+    y = fn(x, weight, bias).array
+    if np.abs(y[y > 0]).min(initial=1) < 1e-3 or (np.abs(y) < 1e-3).any():  # an output at the kink
+        return
+    assert gradcheck(fn, x, weight, bias, atol=1e-5)
+
+
+def test_fused_references_match_torch(rng):
+    torch = torch_or_skip()
+    x, g = rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 3, 5, 5))
+    weight, bias = rng.standard_normal(3), rng.standard_normal(3)
+    ours = [leaf(v) for v in (x, weight, bias)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (x, weight, bias)]
+    y = BatchNormReLU.apply(*ours, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5)
+    ty = torch.relu(torch.nn.functional.batch_norm(theirs[0], None, None, theirs[1], theirs[2], training=True))
+    y.backward(minidl.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.array, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.array, b.grad.numpy(), rtol=1e-9, atol=1e-10)
+    a, b = leaf(x), leaf(g)
+    out = AddReLU.apply(a, b)
+    ta, tb = torch.tensor(x, requires_grad=True), torch.tensor(g, requires_grad=True)
+    tout = torch.relu(ta + tb)
+    out.backward(minidl.tensor(x))
+    tout.backward(torch.tensor(x))
+    np.testing.assert_allclose(out.array, tout.detach().numpy())
+    np.testing.assert_allclose(a.grad.array, ta.grad.numpy())
+    np.testing.assert_allclose(b.grad.array, tb.grad.numpy())
+
+
+def test_the_functionals_fuse_only_where_a_backend_does(standin):
+    x = minidl.randn(4, 3, 2, 2, requires_grad=True)
+    weight, bias = minidl.ones(3, requires_grad=True), minidl.zeros(3, requires_grad=True)
+    on_cpu = F.batch_norm_relu(x, None, None, weight, bias, training=True)
+    assert type(on_cpu.grad_fn).__name__ == "ReLU"  # two ops: the CPU's own batch norm keeps its fast path
+    assert type(F.add_relu(x, x).grad_fn).__name__ == "ReLU"
+    xc, wc, bc = x.to("cuda"), weight.to("cuda"), bias.to("cuda")
+    on_cuda = F.batch_norm_relu(xc, None, None, wc, bc, training=True)
+    assert type(on_cuda.grad_fn).__name__ == "BatchNormReLUCuda" and type(F.add_relu(xc, xc).grad_fn).__name__ == \
+        "AddReLUCuda"
+    np.testing.assert_allclose(on_cuda.detach().cpu().array, on_cpu.detach().array, rtol=1e-5, atol=1e-6)
+    with minidl.backends.reference():
+        assert type(F.batch_norm_relu(xc, None, None, wc, bc, training=True).grad_fn).__name__ == "ReLU"
+
+
+def test_resnet_blocks_use_their_modules_when_a_hook_watches(standin):
+    block = minidl.models.resnet.BasicBlock(4, 4).to("cuda")
+    x = minidl.randn(2, 4, 5, 5).to("cuda")
+    assert type(block(x).grad_fn).__name__ == "AddReLUCuda"
+    seen = []
+    block.bn1.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    block.relu.register_forward_hook(lambda module, args, output: seen.append("relu"))
+    out = block(x)
+    assert seen == [(2, 4, 5, 5), "relu", "relu"] and type(out.grad_fn).__name__ == "ReLU"
+    assert list(block.state_dict()) == ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean",
+                                        "bn1.running_var", "bn1.num_batches_tracked", "conv2.weight", "bn2.weight",
+                                        "bn2.bias", "bn2.running_mean", "bn2.running_var",
+                                        "bn2.num_batches_tracked"]
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_module_forward_relu_keeps_the_running_statistics_of_forward(momentum):
+    fused, plain = nn.BatchNorm2d(3, momentum=momentum), nn.BatchNorm2d(3, momentum=momentum)
+    for _ in range(2):
+        x = minidl.randn(4, 3, 2, 2)
+        np.testing.assert_allclose(fused.forward_relu(x).array, F.relu(plain(x)).array, rtol=1e-6, atol=1e-7)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        np.testing.assert_allclose(getattr(fused, name).array, getattr(plain, name).array, err_msg=name)
