@@ -6,8 +6,6 @@ picks the right one from the array itself, so the same forward and backward
 code runs on both devices.  CuPy is imported only when a GPU is asked for:
 ``import minidl`` never needs it.
 """
-import contextlib
-
 import numpy as np
 
 _cupy = None  # the cupy module once it has been imported successfully
@@ -72,12 +70,6 @@ def get_array_module(array):
     if _cupy is not None and isinstance(array, _cupy.ndarray):
         return _cupy
     return np
-
-
-def ignore_float_errors(xp):
-    """A context in which NumPy does not warn about division by zero or invalid values (results that a
-    ``where`` then discards, or that are meant to be inf/nan); CuPy never warns and has no ``errstate``."""
-    return np.errstate(divide="ignore", invalid="ignore") if xp is np else contextlib.nullcontext()
 
 
 def device_of(array):

@@ -93,7 +93,38 @@ CASES = {
                               [(2, 3, 2)], False),
     "nll_loss": (lambda x: F.nll_loss(F.log_softmax(x, 1), _targets(x.device)), [(6, 4)], False),
     "mse_loss": (lambda a, b: F.mse_loss(a, b), [(3, 4), (3, 4)], False),
+    # PyTorch's math and shape ops beyond the layers (tensor_math / tensor_indexing)
+    "trig_hyperbolic": (lambda a: a.sin() + a.cos() * a.tan().tanh() + a.sinh() + a.cosh() + a.atan() + a.asinh(),
+                        [(7,)], False),
+    "inverse_trig": (lambda a: (a / 3).asin() + (a / 3).acos() + (a + 1.5).acosh() + (a / 3).atanh()
+                     + minidl.atan2(a, a + 2), [(6,)], True),
+    "exp_log_family": (lambda a: a.exp2() + a.expm1() + a.log2() + a.log10() + a.log1p() + a.rsqrt() + a.erf()
+                       + a.square() + a.reciprocal(), [(6,)], True),
+    "rounding_sign": (lambda a: a.floor() + a.ceil() + a.round() + a.trunc() + a.frac() + a.sign() * a, [(8,)], False),
+    "fmod_remainder_div": (lambda a, b: a.fmod(b) + a.remainder(b) + a.div(b, rounding_mode="floor") + a.copysign(b),
+                           [(6,), (6,)], True),
+    "maximum_minimum": (lambda a, b: minidl.maximum(a, b) - minidl.minimum(a, b), [(3, 4), (4,)], False),
+    "prod_logsumexp": (lambda a: a.prod(1) + a.logsumexp(0).sum(), [(3, 4)], True),
+    "cumulative": (lambda a: a.cumsum(1) + a.cumprod(1) + a.cummax(1).values + a.cummin(0).values, [(3, 4)], True),
+    "std_var_mean": (lambda a: sum(minidl.std_mean(a, 1)) + sum(minidl.var_mean(a, 0)).sum(), [(3, 5)], False),
+    "gather_scatter": (lambda a, b: a.gather(1, _index(a, [[0, 2], [1, 1], [3, 0]])).sum() + b.scatter_add(
+        0, _index(b, [[0, 1, 2, 0]]), b[:1]) + b.scatter(1, _index(b, [[3], [2], [1]]), 0.5), [(3, 4), (3, 4)], False),
+    "scatter_reduce": (lambda a, b: a.scatter_reduce(0, _index(a, [[0, 1, 0, 2], [2, 2, 1, 0]]), b[:2], "amax"),
+                       [(3, 4), (3, 4)], False),
+    "index_select_masked": (lambda a: a.index_select(1, _index(a, [2, 0])).sum() + a.masked_fill(a > 0.5, 2.0),
+                            [(3, 4)], False),
+    "sort_topk": (lambda a: a.sort(1).values * 2 + a.topk(2, 1).values.sum() + a.msort(), [(3, 4)], False),
+    "flip_roll_tril": (lambda a: a.flip(0) + a.roll(1, 1) + a.tril() + a.triu(1) + a.diag().sum(), [(4, 4)], False),
+    "repeat_tile_unfold": (lambda a: a.repeat(2, 1).sum(0) + a.tile(2).reshape(2, -1).sum(0)[:4]
+                           + a.unfold(1, 2, 1).sum(2).sum(0)[0], [(2, 4)], False),
+    "split_chunk_narrow": (lambda a: sum(p.sum() for p in a.split(2, 1)) + a.chunk(2, 0)[1].sum() + a.narrow(1, 1, 2),
+                           [(4, 3)], False),
+    "einsum": (lambda a, b: minidl.einsum("ij,jk->ik", a, b), [(3, 4), (4, 2)], False),
 }
+
+
+def _index(like, values):
+    return minidl.tensor(np.array(values)).to(like.device)
 
 
 def _inputs(shapes, positive, seed):

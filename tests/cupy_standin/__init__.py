@@ -60,16 +60,8 @@ def build_modules():
                    get_array_module=namespace.get_array_module,
                    get_default_memory_pool=namespace.get_default_memory_pool,
                    is_available=lambda: True, show_config=lambda: print("CuPy stand-in (tests/cupy_standin)"))
-    for name in namespace.UFUNCS:
-        setattr(cupy, name, namespace.ufunc(getattr(np, name)))
-    for name in namespace.FUNCTIONS:
-        setattr(cupy, name, namespace._function(getattr(np, name)))
-    for name in namespace.SYNCING:
-        setattr(cupy, name, namespace._syncing(getattr(np, name)))
-    for name in namespace.CREATION:
-        setattr(cupy, name, namespace._creation(getattr(np, name)))
-    for name in namespace.TYPES:
-        setattr(cupy, name, getattr(np, name))
+    for name, twin in namespace.numpy_twins().items():
+        setattr(cupy, name, twin)
     routines_linalg = _module("cupy._core._routines_linalg", **{
         name: getattr(cuda.linalg_config, name)
         for name in ("COMPUTE_TYPE_DEFAULT", "COMPUTE_TYPE_TF32", "set_compute_type", "get_compute_type")})

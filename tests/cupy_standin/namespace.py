@@ -6,6 +6,8 @@ Ufuncs take device arrays and Python/NumPy scalars only, and refuse ``where=`` (
 size depends on the data (``nonzero``, ``unique``, one-argument ``where``) count a synchronisation;
 ``asarray`` of host data counts a host-to-device copy, ``asnumpy`` a device-to-host copy.
 """
+from pathlib import Path
+
 import numpy as np
 
 from .array import COUNTS, POOL, matmul, ndarray, operand, wrap
@@ -65,29 +67,37 @@ def _syncing(numpy_function):
     return function
 
 
-UFUNCS = ("add subtract multiply divide true_divide floor_divide power negative positive abs absolute fabs exp "
-          "exp2 expm1 log log2 log10 log1p sqrt cbrt square reciprocal sign signbit maximum minimum fmax fmin "
-          "equal not_equal less less_equal greater greater_equal logical_and logical_or logical_not logical_xor "
-          "isnan isinf isfinite sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh floor ceil rint trunc "
-          "fmod remainder mod bitwise_and bitwise_or bitwise_xor invert left_shift right_shift copysign hypot "
-          "logaddexp").split()
-FUNCTIONS = ("reshape ravel transpose moveaxis swapaxes squeeze expand_dims broadcast_to broadcast_arrays "
-             "concatenate stack vstack hstack split array_split repeat tile flip pad take sum mean var std prod "
-             "max min amax amin argmax argmin all any cumsum cumprod einsum dot tensordot outer inner clip "
-             "sort argsort count_nonzero isclose around round diag tril triu searchsorted atleast_1d atleast_2d "
-             "nan_to_num empty_like zeros_like ones_like full_like put_along_axis").split()
-SYNCING = "nonzero argwhere flatnonzero unique bincount".split()
-CREATION = "empty zeros ones full arange linspace eye identity".split()
-TYPES = ("float16 float32 float64 int8 int16 int32 int64 uint8 uint16 uint32 uint64 bool_ bool complex64 "
-         "complex128 intp dtype finfo iinfo result_type promote_types can_cast issubdtype inf nan pi e newaxis "
-         "floating integer number generic signedinteger unsignedinteger inexact").split()
+# Functions whose result's size depends on the values: CuPy must read it back before it can allocate.
+SYNCING = frozenset("nonzero argwhere flatnonzero unique unique_all unique_counts unique_inverse unique_values "
+                    "bincount extract compress intersect1d setdiff1d setxor1d union1d trim_zeros".split())
+SPECIAL = frozenset("asarray array asanyarray ascontiguousarray asnumpy copyto where take_along_axis matmul "
+                    "get_array_module get_default_memory_pool ndarray ufunc cuda random lib linalg RawKernel "
+                    "RawModule is_available show_config".split())
 
 
-def _creation(numpy_function):
-    def function(*args, **kwargs):
-        return wrap(numpy_function(*(arg(a) for a in args), **{k: arg(v) for k, v in kwargs.items()}))
-    function.__name__ = numpy_function.__name__
-    return function
+def cupy_14_names():
+    """The public names of CuPy 14.2's ``cupy`` module (cupy_14_2_names.txt)."""
+    listed = Path(__file__).with_name("cupy_14_2_names.txt")
+    return [line.strip() for line in listed.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def numpy_twins():
+    """{name: stand-in} for every CuPy 14.2 name that NumPy has too (and that is not special-cased):
+    ufuncs, functions (host arrays refused; data-dependent sizes count a sync), types and constants."""
+    twins = {}
+    for name in cupy_14_names():
+        numpy_object = getattr(np, name, None)
+        if name in SPECIAL or numpy_object is None or name.startswith("_"):
+            continue
+        if isinstance(numpy_object, np.ufunc):
+            twins[name] = ufunc(numpy_object)
+        elif isinstance(numpy_object, type) or not callable(numpy_object):
+            twins[name] = numpy_object  # dtypes, scalar types, constants
+        elif name in SYNCING:
+            twins[name] = _syncing(numpy_object)
+        else:
+            twins[name] = _function(numpy_object)
+    return twins
 
 
 def _matmul(a, b, out=None, **kwargs):
