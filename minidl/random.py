@@ -65,7 +65,9 @@ def uniform(shape, xp=np, dtype=np.float32):
 
     On a GPU a CuPy generator draws on the device: one per device, seeded from minidl's generator
     when first used after ``manual_seed`` (building one per call would allocate and initialise a
-    cuRAND state per thread every time).
+    cuRAND state per thread every time).  Only the generic GPU code uses it (the dropout kernels
+    draw from the Philox stream above); its state is not part of ``get_rng_state``, so a run
+    resumed under ``minidl.backends.reference()`` on a GPU draws other masks than the uninterrupted one.
     """
     if xp is np:
         return _generator.random(shape, dtype=np.dtype(dtype))

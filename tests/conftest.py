@@ -43,5 +43,14 @@ def standin():
 
 
 @pytest.fixture
+def kernels():
+    """The device backends' fast ops, even in CI's second run under MINIDL_REFERENCE=1: for tests whose
+    subject is a kernel (the rest follow the run's mode, so that run covers the generic GPU path)."""
+    from minidl import backends
+    with backends.reference(False):
+        yield
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)

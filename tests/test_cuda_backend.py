@@ -70,7 +70,7 @@ EXPECTED_LAUNCHES = {  # op -> kernels of kernels/*.cu (without the _f32/_f64 su
 }
 
 
-def test_every_kernel_in_kernels_dir_is_launched_by_an_op(standin):
+def test_every_kernel_in_kernels_dir_is_launched_by_an_op(standin, kernels):
     for dtype in (np.float32, np.float64):
         _run_every_kernel_path(dtype)
     with amp.autocast(dtype="bfloat16"):
@@ -104,7 +104,7 @@ def test_each_op_launches_its_kernels_and_the_reference_switch_none(standin, op,
 
 
 # ======================================================================================= single ops
-def test_conv_backward_keeps_x_not_the_columns(device_env):
+def test_conv_backward_keeps_x_not_the_columns(device_env, kernels):
     x, w = _leaf(np.ones((2, 8, 10, 10))), _leaf(np.ones((8, 8, 3, 3)))
     fn = F.conv2d(x, w, padding=1).grad_fn
     saved = sum(v.nbytes for v in vars(fn).values() if hasattr(v, "nbytes"))
@@ -172,7 +172,7 @@ def test_philox_matches_the_random123_known_answers():
         assert [int(w[0]) for w in philox4x32_10([np.array([c], dtype=np.uint32) for c in counter], key)] == expected
 
 
-def test_dropout_masks_are_the_philox_stream_and_follow_the_seed_and_the_saved_state(device_env):
+def test_dropout_masks_are_the_philox_stream_and_follow_the_seed_and_the_saved_state(device_env, kernels):
     minidl.manual_seed(123)
     x = minidl.ones(7, 13, 5).to("cuda")
     first, second = F.dropout(x, 0.3), F.dropout(x, 0.3)
@@ -296,7 +296,8 @@ def test_a_warm_training_step_makes_no_host_sync_and_no_host_to_device_copy(stan
     step()
     counts = standin.counts
     assert (counts.syncs, counts.host_to_device, counts.device_to_host) == (0, 0, 0), counts.sites
-    assert {"bn_apply_f32", "add_relu_forward_f32", "im2col_f32", "sgd_multi_f32"} <= set(counts.launches)
+    kernels = {"bn_apply_f32", "add_relu_forward_f32", "im2col_f32", "sgd_multi_f32"}  # or the generic path: none
+    assert kernels <= set(counts.launches) if not backends.using_reference() else not counts.launches
     step()
     assert standin.pool.used == used  # nothing accumulates from step to step
 
@@ -320,7 +321,9 @@ def _trainer(out_dir):
     return Trainer(model, optimizer, scheduler=scheduler, device="cuda", out_dir=out_dir, progress=False)
 
 
-def test_trainer_fit_on_cuda_resumes_bit_for_bit(device_env, tmp_path, pattern_loaders):
+def test_trainer_fit_on_cuda_resumes_bit_for_bit(device_env, tmp_path, pattern_loaders, kernels):
+    """With the kernels: their dropout stream (Philox key and counter) is part of the saved random state.
+    (The generic GPU path draws from a CuPy generator that a checkpoint does not capture; see minidl.random.)"""
     train, val = pattern_loaders
     straight = _trainer(tmp_path / "straight")
     straight.fit(train, epochs=2, val_loader=val)

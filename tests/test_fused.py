@@ -72,7 +72,7 @@ def test_fused_references_match_torch(rng):
     np.testing.assert_allclose(b.grad.array, tb.grad.numpy())
 
 
-def test_the_functionals_fuse_only_where_a_backend_does(standin):
+def test_the_functionals_fuse_only_where_a_backend_does(standin, kernels):
     x = minidl.randn(4, 3, 2, 2, requires_grad=True)
     weight, bias = minidl.ones(3, requires_grad=True), minidl.zeros(3, requires_grad=True)
     on_cpu = F.batch_norm_relu(x, None, None, weight, bias, training=True)
@@ -87,7 +87,7 @@ def test_the_functionals_fuse_only_where_a_backend_does(standin):
         assert type(F.batch_norm_relu(xc, None, None, wc, bc, training=True).grad_fn).__name__ == "ReLU"
 
 
-def test_resnet_blocks_use_their_modules_when_a_hook_watches(standin):
+def test_resnet_blocks_use_their_modules_when_a_hook_watches(standin, kernels):
     block = minidl.models.resnet.BasicBlock(4, 4).to("cuda")
     x = minidl.randn(2, 4, 5, 5).to("cuda")
     assert type(block(x).grad_fn).__name__ == "AddReLUCuda"
