@@ -110,3 +110,14 @@ def test_batch_norm_module_forward_relu_keeps_the_running_statistics_of_forward(
         np.testing.assert_allclose(fused.forward_relu(x).array, F.relu(plain(x)).array, rtol=1e-6, atol=1e-7)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         np.testing.assert_allclose(getattr(fused, name).array, getattr(plain, name).array, err_msg=name)
+
+
+def test_a_batch_norm_subclass_with_its_own_forward_is_not_fused_away(standin, kernels):
+    class Doubled(nn.BatchNorm2d):  # as SyncBatchNorm: its own forward must run
+        def forward(self, input):
+            return super().forward(input) * 2
+
+    x = minidl.randn(4, 3, 2, 2).to("cuda")
+    doubled = Doubled(3).to("cuda")
+    np.testing.assert_allclose(doubled.forward_relu(x).cpu().array, F.relu(nn.BatchNorm2d(3).to("cuda")(x) * 2).cpu()
+                               .array, rtol=1e-6)

@@ -17,6 +17,10 @@ reference (the tests check it against the reference); it may differ in memory la
 (see ``Tensor.memory_format``) and in rounding. ``Function.apply`` asks ``choose`` which class
 to run; registration order decides between several that support a call (first wins).
 
+Optimizers use the same table: ``Optimizer.step`` asks ``choose(type(optimizer), params, group)``
+for each param group, and a registered subclass (never instantiated) updates the whole group with its
+classmethod ``update_group(optimizer, group, params)`` (minidl/backends/cuda/optim.py).
+
 A few plain functions that are not ops have fast twins too, registered the same way with
 ``register_function`` and looked up with ``choose_function`` (the autograd engine's sum of two
 gradients is one: ``minidl.autograd.add_gradients``).

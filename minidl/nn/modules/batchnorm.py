@@ -60,7 +60,10 @@ class _BatchNorm(Module):
 
     def forward_relu(self, input):
         """``relu(self(input))`` as one op where the device fuses them (``F.batch_norm_relu``); minidl's
-        ResNet blocks call it when no hook watches this module."""
+        ResNet blocks call it when no hook watches this module.  A subclass with its own ``forward``
+        (SyncBatchNorm) gets its forward and then the ReLU."""
+        if type(self).forward is not _BatchNorm.forward:
+            return F.relu(self(input))
         return F.batch_norm_relu(input, *self._arguments(input))
 
     def _arguments(self, input):
