@@ -120,6 +120,23 @@ CASES = {
     "split_chunk_narrow": (lambda a: sum(p.sum() for p in a.split(2, 1)) + a.chunk(2, 0)[1].sum() + a.narrow(1, 1, 2),
                            [(4, 3)], False),
     "einsum": (lambda a, b: minidl.einsum("ij,jk->ik", a, b), [(3, 4), (4, 2)], False),
+    # the nn half of PyTorch compatibility
+    "smooth_activations": (lambda a: F.gelu(a) + F.silu(a) + F.mish(a) + F.softplus(a) + F.logsigmoid(a) + F.selu(a)
+                           + F.celu(a) + F.softsign(a), [(9,)], False),
+    "piecewise_activations": (lambda a: F.hardtanh(a) + F.relu6(a * 4) + F.hardsigmoid(a * 4) + F.hardswish(a * 4),
+                              [(9,)], False),
+    "binary_cross_entropy": (lambda a, b: F.binary_cross_entropy_with_logits(a, b.sigmoid())
+                             + F.binary_cross_entropy(a.sigmoid(), b.sigmoid()), [(4, 3), (4, 3)], False),
+    "soft_cross_entropy": (lambda a, b: F.cross_entropy(a, F.softmax(b, 1), label_smoothing=0.1), [(4, 5), (4, 5)],
+                           False),
+    "normalize_pad_modes": (lambda a: F.normalize(a, dim=1) + F.pad(a, (1, 1), mode="reflect")[:, :, 1:-1]
+                            + F.pad(a, (1, 1), mode="replicate")[:, :, :-2], [(2, 3, 5)], False),
+    "interpolate": (lambda a: F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=False).sum()
+                    + F.interpolate(a, size=(3, 5), mode="nearest"), [(2, 2, 4, 3)], False),
+    "conv1d_conv_transpose2d": (lambda x, w, v: F.conv1d(x.flatten(2), w, padding=1).sum()
+                                + F.conv_transpose2d(x, v, stride=2, padding=1), [(2, 3, 4, 4), (5, 3, 3), (3, 2, 3, 3)],
+                                False),
+    "max_unpool2d": (lambda a: F.max_unpool2d(*F.max_pool2d(a, 2, return_indices=True), 2), [(2, 3, 4, 6)], False),
 }
 
 
