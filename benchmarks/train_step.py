@@ -54,6 +54,12 @@ def parse_args(argv=None):
     parser.add_argument("--profile", action="store_true", help="print minidl's per-op breakdown")
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (PyTorch and BLAS)")
+    parser.add_argument("--eval", action="store_true",
+                        help="time inference instead of training: eval mode, no gradients, forward pass only")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time per step; cpu: the process's CPU time per step (with --threads 1 "
+                             "this leaves out the time other processes held the core: steadier on a busy machine, "
+                             "but blind to waiting, so not for more than one thread)")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
@@ -66,6 +72,8 @@ def parse_args(argv=None):
         parser.error("--blocks must be between 1 and --steps")
     if args.blocks > 1 and args.compare != "torch":
         parser.error("--blocks alternates minidl and PyTorch: it needs --compare torch")
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu measures CPU work: it needs --device cpu")
     return args
 
 
@@ -83,6 +91,8 @@ def minidl_setup(args, batch):
     minidl.manual_seed(args.seed)
     model = minidl.models.get_model(args.model, num_classes=args.num_classes).to(args.device).train()
     initial_state = model.state_dict()  # CPU copies, for the PyTorch twin
+    if args.eval:
+        model.eval()
     optimizer = minidl.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     amp.set_tf32(args.precision == "tf32")
     x = minidl.tensor(batch[0]).to(args.device)
@@ -96,6 +106,9 @@ def minidl_setup(args, batch):
             return _step(phase_times)
 
     def _step(phase_times):
+        if args.eval:
+            with minidl.no_grad(), amp.autocast(args.device, dtype="bfloat16", enabled=args.precision == "bf16"):
+                return loss_fn(model(x), y)
         clock = _PhaseClock(phase_times, minidl.cuda.synchronize)
         optimizer.zero_grad()
         clock.lap("zero_grad")
@@ -140,12 +153,16 @@ def torch_setup(args, batch, initial_state):
     torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
     torch.backends.cudnn.benchmark = True
     model = torch_models.load_minidl_weights(torch_models.build(args.model, args.num_classes), initial_state)
-    model = model.to(args.device).train()
+    model = model.to(args.device).train(not args.eval)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     x = torch.from_numpy(batch[0]).to(args.device)
     y = torch.from_numpy(batch[1]).to(args.device)
 
     def step():
+        if args.eval:
+            with torch.no_grad(), torch.autocast(args.device, dtype=torch.bfloat16,
+                                                 enabled=args.precision == "bf16"):
+                return torch.nn.functional.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             logits = model(x)
@@ -159,6 +176,10 @@ def torch_setup(args, batch, initial_state):
 
 
 # ------------------------------------------------------------------ timing
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]  # main() sets it from --clock
+
+
 def time_steps(step, synchronize, warmup, steps):
     """(first loss, per-step seconds of the timed steps)."""
     first_loss = None
@@ -168,10 +189,10 @@ def time_steps(step, synchronize, warmup, steps):
     times = []
     for _ in range(steps):
         synchronize()
-        start = time.perf_counter()
+        start = clock()
         loss = step()
         synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
         first_loss = float(loss.item()) if first_loss is None else first_loss
     return first_loss, times
 
@@ -233,7 +254,8 @@ def environment(args):
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(), "numpy": numpy.__version__, "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "threads": args.threads}
+            "threads": args.threads, "clock": args.clock, "mode": "eval" if args.eval else "train",
+            "cpu_model": _cpu_model(), "simd": _simd_flags()}
     try:
         import torch
         info["torch"] = torch.__version__
@@ -248,8 +270,33 @@ def environment(args):
     return info
 
 
+def _cpu_model():
+    """lscpu's model name (or /proc/cpuinfo's), '' where neither says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _simd_flags():
+    """The CPU's AVX2/AVX-512/FMA flags from /proc/cpuinfo (Linux), as one string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return " ".join(f for f in flags if f in ("fma", "avx2") or f.startswith("avx512"))
+    except OSError:
+        pass
+    return ""
+
+
 def main(argv=None):
+    global clock
     args = parse_args(argv)
+    clock = CLOCKS[args.clock]
     limit_blas_threads(args.threads)
     import numpy as np
 
@@ -274,7 +321,8 @@ def main(argv=None):
     if args.device == "cuda":
         result["minidl_peak_memory_mb"] = minidl.cuda.max_memory_reserved() / 2**20
         result["minidl_memory_in_use_mb"] = minidl.cuda.memory_allocated() / 2**20
-    print(f"minidl  {args.model} {args.device} {args.precision} batch {args.batch_size}: "
+    what = f"{args.model} {args.device} {args.precision} batch {args.batch_size}" + (" eval" if args.eval else "")
+    print(f"minidl  {what}: "
           f"{result['minidl_img_per_s']:8.1f} img/s  (median step {result['minidl_step_ms_median']:.1f} ms, "
           f"first loss {loss:.4f})")
 
@@ -291,7 +339,7 @@ def main(argv=None):
             result["torch_peak_memory_mb"] = torch.cuda.max_memory_reserved() / 2**20
             result["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
         result["ratio"] = result["minidl_img_per_s"] / result["torch_img_per_s"]
-        print(f"PyTorch {args.model} {args.device} {args.precision} batch {args.batch_size}: "
+        print(f"PyTorch {what}: "
               f"{result['torch_img_per_s']:8.1f} img/s  (median step {result['torch_step_ms_median']:.1f} ms, "
               f"first loss {loss:.4f})")
         how = f", {args.blocks} alternating blocks" if args.blocks > 1 else ""

@@ -1,0 +1,260 @@
+"""Direct convolution of float32 channels-last images with SIMD micro-kernels (no im2col, no GEMM call).
+
+Every convolution here, whatever its kernel size, stride, padding or dilation, and both of its
+gradients, is reduced to one shape of loop that a register-tiled micro-kernel runs well
+(conv_codegen.py writes it, simd.py gives it vector registers):
+
+    out[q] = bias + sum over taps t, channels c of  src[q + offset[t], c] * w[t, c, :]
+
+``src`` is a scratch copy of one image with its zero padding, laid out so that output pixel
+(oh, ow) is the flat index q = oh * wv + ow and every tap is a fixed shift of q:
+
+* stride 1: src is the padded image, wv its padded width; tap (kh, kw) reads q + kh*dh*wv + kw*dw.
+* stride s: the padded image is split into s*s *planes* by row and column parity (space-to-depth):
+  plane (a, b) holds rows a, a+s, ... and columns b, b+s, ...  Output (oh, ow) with tap (kh, kw)
+  reads padded pixel (s*oh + kh, s*ow + kw), which is pixel (oh + kh//s, ow + kw//s) of plane
+  (kh%s, kw%s): again a fixed shift of q = oh * wv + ow, wv the planes' width.
+* columns ow >= OW of the row of wv (the padding's width) are computed and not stored: the price
+  of a uniform flat index is wv/OW - 1 extra work (6% at 32x32, 20% at 8x8).
+
+Forward: y = conv(x).  Input gradient, dL/dx[h, w] = sum over (kh, kw, oc) with s*oh + kh*d - pad = h
+of g[oh, ow, oc] * W[oc, :, kh, kw]: split the pixels of dx by their row and column remainder mod s
+(the *phases*); within phase (a, b) the taps that reach it read g at a fixed shift, so each phase is
+a stride-1 convolution of the zero-padded g with a subset of the (transposed) kernel, written to every
+s-th pixel of dx.  Stride 1 has one phase: the convolution of g with the flipped kernel.  A 1x1
+stride-2 layer's three other phases have no taps and are written as zeros.
+
+Weight gradient: dL/dW[t, c, oc] = sum over images and output pixels q of src[q + offset[t], c] * g[q, oc],
+tiled over (t, c) rows and oc columns, summed over a band of output rows at a time (in L1).
+
+Images are split across threads (``map_ranges``); each thread has its own scratch.  Channel counts
+need not be multiples of the vector width: weights are zero-padded to whole vectors and the last
+vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM path.
+"""
+import numpy as np
+from numba import njit
+
+from ...functions.conv import output_size
+from ...functions.cpu_threads import map_ranges
+from . import conv_codegen, simd
+
+_copy16 = simd.lanes(16).copy
+
+# Register tiles (R pixels or rows, V vectors) per vector width, chosen by output channels.  See conv_codegen.py
+# and docs/cpu_kernels.md: R*V accumulators + V loaded vectors + 1 broadcast fit the register file.
+CONV_TILES = {4: {1: (6, 2), 2: (6, 2)}, 8: {1: (12, 1), 2: (6, 2)}, 16: {1: (8, 1), 2: (8, 2)}}
+WEIGHT_GRAD_TILES = {4: {1: (6, 2), 2: (6, 2)}, 8: {1: (8, 1), 2: (6, 2)}, 16: {1: (8, 1), 2: (6, 2)}}
+BAND_BYTES = 16 << 10  # the weight gradient sums over bands of output rows whose dL/dy takes about this much
+PARALLEL_MIN_FLOPS = 1 << 22  # below this a layer runs on the calling thread
+
+
+def tile(table, out_channels, width):
+    """(R, V) for ``out_channels``: one vector per tile when they fit in one vector, else two."""
+    return table[width][1 if out_channels <= width else 2]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def copy_floats(dst, d, src, s, count):
+    """dst[d:d+count] = src[s:s+count] for flat float32 arrays, 16 floats at a time (the inner loop of every copy
+    into a scratch image: LLVM cannot tell that the two arrays do not overlap, so it would not vectorise it)."""
+    i = 0
+    while i + 16 <= count:
+        _copy16(dst, d + i, src, s + i)
+        i += 16
+    while i < count:
+        dst[d + i] = src[s + i]
+        i += 1
+
+
+@njit(nogil=True, cache=True)
+def fill_image(src, x, n, fill):
+    """Copies image n of the flat NHWC ``x`` into the planes of ``src`` (see the module docstring).
+
+    fill = (H, W, C, top, left, stride_h, stride_w, plane_rows, wv, H*W): padded pixel (h+top, w+left)
+    goes to plane ((h+top) % sh, (w+left) % sw), row (h+top) // sh, column (w+left) // sw.  The
+    padding's positions are never written: they keep the zeros of a fresh scratch.
+    """
+    h_count, w_count, c_count, top, left, sh, sw, plane_rows, wv = (
+        fill[0], fill[1], fill[2], fill[3], fill[4], fill[5], fill[6], fill[7], fill[8])
+    for h in range(h_count):
+        row = (h + top) // sh
+        a = h + top - row * sh
+        s_row = (n * h_count + h) * w_count * c_count
+        if sw == 1:  # the whole row at once
+            d = ((a * plane_rows + row) * wv + left) * c_count
+            copy_floats(src, d, x, s_row, w_count * c_count)
+            continue
+        for b in range(sw):  # the columns w = w0, w0 + sw, ... go to plane column b, one after the other
+            w0 = (b - left) % sw
+            d = (((a * sw + b) * plane_rows + row) * wv + (w0 + left) // sw) * c_count
+            for w in range(w0, w_count, sw):
+                copy_floats(src, d, x, s_row + w * c_count, c_count)
+                d += c_count
+
+
+class Plan:
+    """The arguments of conv_images for one geometry: fill, scratch size, taps, phases (see conv_codegen)."""
+
+    def __init__(self, fill, src_pixels, taps, phases, tap_kernel_positions):
+        self.fill = np.asarray(fill, dtype=np.int64)
+        self.src_size = int(src_pixels) * int(fill[2])
+        width = max(1, max(len(t) for t in taps))
+        self.taps = np.zeros((len(taps), width), dtype=np.int64)
+        for p, offsets in enumerate(taps):
+            self.taps[p, :len(offsets)] = offsets
+        self.phases = np.asarray(phases, dtype=np.int64)
+        self.tap_kernel_positions = tap_kernel_positions  # per phase: [(kh, kw), ...] in tap order
+
+
+def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count):
+    """The plan of y = conv(x) for NHWC x of shape (N, H, W, C): planes by stride, one phase."""
+    _, h, w, c = x_shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    top, bottom, left, right = padding
+    hp, wp = h + top + bottom, w + left + right
+    oh, ow = output_size(h, kh, sh, top, bottom, dh), output_size(w, kw, sw, left, right, dw)
+    positions = [(i, j) for i in range(kh) for j in range(kw)]
+    in_place = kh == kw == 1 and stride == (1, 1) and not any(padding) and oh * ow >= r_count
+    if in_place:  # a 1x1 stride-1 convolution reads the input itself
+        fill, wv, src_pixels, taps = (0, w, c, 0, 0, 1, 1, h, w, h * w), w, 0, [0]
+    else:
+        plane_rows, wv = -(-hp // sh), -(-wp // sw)
+        if sw == 1:  # one zero column between rows serves as the right padding of one and the left of the next
+            wv = max(w + max(left, right), ow)
+        plane = plane_rows * wv
+        taps = [((i * dh % sh) * sw + j * dw % sw) * plane + (i * dh // sh) * wv + j * dw // sw for i, j in positions]
+        src_pixels = max(sh * sw * plane, max(oh * wv, r_count) + max(taps))
+        fill = (h, w, c, top, left, sh, sw, plane_rows, wv, h * w)
+    phases = [(len(taps), 0, 0, ow, 1, oh, ow, oh * ow)]
+    return Plan(fill, src_pixels, [taps], phases, [positions]), (oh, ow)
+
+
+def input_grad_plan(g_shape, input_hw, kernel_size, stride, padding, dilation, r_count):
+    """The plan of dL/dx from NHWC g (N, OH, OW, OC): one stride-1 convolution of padded g per phase."""
+    _, oh, ow, oc = g_shape
+    h, w = input_hw
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    top, _, left, _ = padding
+    # phase a of the rows: kernel rows i with (a + top - i*dh) divisible by sh read g row (h - a)/sh + dy
+    row_taps = [[(i, (a + top - i * dh) // sh) for i in range(kh) if (a + top - i * dh) % sh == 0] for a in range(sh)]
+    col_taps = [[(j, (b + left - j * dw) // sw) for j in range(kw) if (b + left - j * dw) % sw == 0] for b in range(sw)]
+    rows_of = [max(0, -(-(h - a) // sh)) for a in range(sh)]
+    cols_of = [max(0, -(-(w - b) // sw)) for b in range(sw)]
+    dys = [dy for taps in row_taps for _, dy in taps] or [0]
+    dxs = [dx for taps in col_taps for _, dx in taps] or [0]
+    pad_top, pad_left = max(0, -min(dys)), max(0, -min(dxs))
+    rows = max(pad_top + oh, pad_top + max(rows_of) + max(dys))
+    # reads past the end of a row land in the next row's zero columns (the left padding), as in forward_plan
+    wv = max(pad_left + ow, max(cols_of) + max(dxs), max(cols_of))
+    taps, phases, positions = [], [], []
+    weight_offset = 0
+    for a in range(sh):
+        for b in range(sw):
+            pairs = [(i, j, (dy + pad_top) * wv + dx + pad_left) for i, dy in row_taps[a] for j, dx in col_taps[b]]
+            taps.append([offset for _, _, offset in pairs])
+            positions.append([(i, j) for i, j, _ in pairs])
+            phases.append((len(pairs), weight_offset, a * w + b, sh * w, sw, rows_of[a], cols_of[b], h * w))
+            weight_offset += len(pairs)  # times (OC * CP), filled in by pack_input_grad_weights
+    max_offset = max([max(t) for t in taps if t] or [0])
+    src_pixels = max(rows * wv, max(max(rows_of) * wv, r_count) + max_offset)
+    fill = (oh, ow, oc, pad_top, pad_left, 1, 1, rows, wv, oh * ow)
+    return Plan(fill, src_pixels, taps, phases, positions)
+
+
+def round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def pack_weights(weight, plan, transpose, block):
+    """Weights as conv_images reads them: per phase, per block of ``block`` output channels, (tap, channel, block).
+
+    ``weight`` is (OC, C, KH, KW); the forward's input channels are C and outputs OC; the input
+    gradient (``transpose``) reads OC channels of g and writes C.  Outputs are zero-padded to whole blocks.
+    """
+    w = weight if not transpose else weight.transpose(1, 0, 2, 3)  # (outputs, inputs, KH, KW)
+    outputs, inputs = w.shape[:2]
+    padded = round_up(outputs, block)
+    parts = []
+    for p, positions in enumerate(plan.tap_kernel_positions):
+        plan.phases[p, 1] = sum(part.size for part in parts)
+        taps = np.zeros((len(positions), inputs, padded), dtype=np.float32)
+        for t, (i, j) in enumerate(positions):
+            taps[t, :, :outputs] = w[:, :, i, j].T
+        parts.append(taps.reshape(len(positions), inputs, padded // block, block).transpose(2, 0, 1, 3).reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32), padded
+
+
+def _convolve(plan, source, images, out_channels, weights, bias, out_pixels, module):
+    """Runs conv_images over the images, split across threads; returns the flat NHWC output."""
+    y = np.empty(images * out_pixels * out_channels, dtype=np.float32)
+    flops = 2 * int(plan.phases[:, 0].max(initial=0)) * out_pixels * images * out_channels * int(plan.fill[2])
+
+    def work(first, stop):
+        module.conv_images(source, first, stop, plan.fill, plan.src_size, plan.taps, plan.phases, weights, bias, y,
+                           out_channels)
+
+    map_ranges(work, images, flops, PARALLEL_MIN_FLOPS)
+    return y
+
+
+def _nhwc(x):
+    """The flat float32 NHWC memory of an (N, C, H, W) array (a view when x is channels-last)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1)
+
+
+def conv_forward(x, weight, bias, stride, padding, dilation, width=None):
+    """y = conv2d(x, weight, bias) for float32 (N, C, H, W) x: an (N, OC, OH, OW) channels-last array."""
+    width = width or simd.HOST_WIDTH
+    n, c, h, w = x.shape
+    oc = weight.shape[0]
+    r_count, v_count = tile(CONV_TILES, oc, width)
+    plan, (oh, ow) = forward_plan((n, h, w, c), weight.shape[2:], stride, padding, dilation, r_count)
+    packed, padded = pack_weights(weight, plan, False, v_count * width)
+    bias_packed = np.zeros(padded, dtype=np.float32)
+    if bias is not None:
+        bias_packed[:oc] = bias
+    module = conv_codegen.load("conv", r_count, v_count, width)
+    y = _convolve(plan, _nhwc(x), n, oc, packed, bias_packed, oh * ow, module)
+    return y.reshape(n, oh, ow, oc).transpose(0, 3, 1, 2)
+
+
+def conv_input_grad(g, weight, input_shape, stride, padding, dilation, width=None):
+    """dL/dx (N, C, H, W), channels-last, of y = conv2d(x, weight) for float32 dL/dy ``g``."""
+    width = width or simd.HOST_WIDTH
+    n, c, h, w = input_shape
+    _, oc, oh, ow = g.shape
+    r_count, v_count = tile(CONV_TILES, c, width)
+    plan = input_grad_plan((n, oh, ow, oc), (h, w), weight.shape[2:], stride, padding, dilation, r_count)
+    packed, padded = pack_weights(weight, plan, True, v_count * width)
+    module = conv_codegen.load("conv", r_count, v_count, width)
+    dx = _convolve(plan, _nhwc(g), n, c, packed, np.zeros(padded, dtype=np.float32), h * w, module)
+    return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
+    """dL/dW (OC, C, KH, KW) of y = conv2d(x, W) for float32 x and dL/dy ``g``."""
+    width = width or simd.HOST_WIDTH
+    oc, c, kh, kw = weight_shape
+    n, _, h, w = x.shape
+    _, _, oh, ow = g.shape
+    r_count, v_count = tile(WEIGHT_GRAD_TILES, oc, width)
+    block = v_count * width
+    plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1)
+    taps = plan.taps[0, :kh * kw]
+    rows = kh * kw * c
+    offsets = np.zeros(round_up(rows, r_count), dtype=np.int64)
+    offsets[:rows] = (taps[:, None] * c + np.arange(c)[None, :]).reshape(-1)
+    ocp = round_up(oc, block)
+    band_rows = max(1, BAND_BYTES // (4 * ow * ocp))
+    module = conv_codegen.load("weight_grad", r_count, v_count, width)
+    source, g_flat = _nhwc(x), _nhwc(g)
+    flops = 2 * rows * oc * oh * ow * n
+
+    def work(first, stop):
+        dw = np.zeros(len(offsets) * ocp, dtype=np.float32)
+        module.weight_grad_images(source, g_flat, first, stop, plan.fill, plan.src_size, offsets, oh, ow, oc, ocp,
+                                  band_rows, dw)
+        return dw
+
+    dw = sum(map_ranges(work, n, flops, PARALLEL_MIN_FLOPS)).reshape(-1, ocp)[:rows, :oc]
+    return np.ascontiguousarray(dw.reshape(kh, kw, c, oc).transpose(3, 2, 0, 1))
