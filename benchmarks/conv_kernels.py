@@ -57,6 +57,8 @@ def main(argv=None):
     import minidl  # noqa: F401  (sets up the CPU backend)
     from minidl.backends.cpu import direct_conv, simd
     gemm = _gemm_module()
+    if hasattr(gemm, "uses_direct"):  # time the GEMM path itself, not the direct kernels it would hand float32 to
+        gemm.uses_direct = lambda *args: False
     torch = None
     if not args.no_torch:
         import torch

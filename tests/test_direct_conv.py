@@ -143,7 +143,7 @@ def test_host_width_follows_llvm_and_the_environment():
 def test_generated_micro_kernel_is_the_register_tile():
     """The convolution's inner loop: V weight loads, then per pixel one broadcast and V FMAs, R*V in all."""
     source = conv_codegen.conv_source(6, 2, 8)
-    inner = source[source.index("for c in range(c_in):"):source.index("p += 1")]
+    inner = source[source.index("for c in range(c0, c1):"):source.index("p += 1")]
     assert inner.count("load(w, k") == 2 and inner.count("splat_at(") == 6 and inner.count("fma(") == 12
     source = conv_codegen.weight_grad_source(8, 1, 16)
     inner = source[source.index("for ow in range(ow_count):"):source.index("p += c_in")]

@@ -44,7 +44,12 @@ _copy16 = simd.lanes(16).copy
 # and docs/cpu_kernels.md: R*V accumulators + V loaded vectors + 1 broadcast fit the register file.
 CONV_TILES = {4: {1: (6, 2), 2: (6, 2)}, 8: {1: (12, 1), 2: (6, 2)}, 16: {1: (8, 1), 2: (8, 2)}}
 WEIGHT_GRAD_TILES = {4: {1: (6, 2), 2: (6, 2)}, 8: {1: (8, 1), 2: (6, 2)}, 16: {1: (8, 1), 2: (6, 2)}}
-BAND_BYTES = 16 << 10  # the weight gradient sums over bands of output rows whose dL/dy takes about this much
+# Cache blocking (a core's L2 is 0.5-2 MB): the scratch copies of a chunk of images take about SCRATCH_BYTES,
+# the weights of one group of input channels and one block of output channels about PANEL_BYTES, and the
+# weight gradient sums over about BAND_BYTES of dL/dy at a time.
+SCRATCH_BYTES = 256 << 10
+PANEL_BYTES = 128 << 10
+BAND_BYTES = 64 << 10
 PARALLEL_MIN_FLOPS = 1 << 22  # below this a layer runs on the calling thread
 
 
@@ -66,67 +71,141 @@ def copy_floats(dst, d, src, s, count):
         i += 1
 
 
-@njit(nogil=True, cache=True)
-def fill_image(src, x, n, fill):
-    """Copies image n of the flat NHWC ``x`` into the planes of ``src`` (see the module docstring).
+# The int64 ``plan`` array conv_images and weight_grad_images read (see Plan):
+(MODE, C_IN, WV, CHUNK, IMAGE_SIZE, C_GROUP, H, W, TOP, LEFT, SH, SW, PLANE_ROWS, KH, KW, DH, DW, OH, OW,
+ SLACK) = range(20)
+IN_PLACE, PLANES, COLUMNS = 0, 1, 2  # the modes
 
-    fill = (H, W, C, top, left, stride_h, stride_w, plane_rows, wv, H*W): padded pixel (h+top, w+left)
-    goes to plane ((h+top) % sh, (w+left) % sw), row (h+top) // sh, column (w+left) // sw.  The
-    padding's positions are never written: they keep the zeros of a fresh scratch.
+
+@njit(nogil=True, cache=True)
+def fill_image(src, s0, x, n, plan):
+    """Copies image n of the flat NHWC ``x`` into the planes of ``src`` from index s0 (see the module docstring).
+
+    Padded pixel (h+top, w+left) goes to plane ((h+top) % sh, (w+left) % sw), row (h+top) // sh, column
+    (w+left) // sw of planes plan[PLANE_ROWS] x plan[WV].  The padding's positions are never written: they
+    keep the zeros of a fresh scratch.
     """
-    h_count, w_count, c_count, top, left, sh, sw, plane_rows, wv = (
-        fill[0], fill[1], fill[2], fill[3], fill[4], fill[5], fill[6], fill[7], fill[8])
+    c_count, wv, h_count, w_count, top, left, sh, sw, plane_rows = (
+        plan[1], plan[2], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11], plan[12])
     for h in range(h_count):
         row = (h + top) // sh
         a = h + top - row * sh
         s_row = (n * h_count + h) * w_count * c_count
         if sw == 1:  # the whole row at once
-            d = ((a * plane_rows + row) * wv + left) * c_count
+            d = s0 + ((a * plane_rows + row) * wv + left) * c_count
             copy_floats(src, d, x, s_row, w_count * c_count)
             continue
         for b in range(sw):  # the columns w = w0, w0 + sw, ... go to plane column b, one after the other
             w0 = (b - left) % sw
-            d = (((a * sw + b) * plane_rows + row) * wv + (w0 + left) // sw) * c_count
+            d = s0 + (((a * sw + b) * plane_rows + row) * wv + (w0 + left) // sw) * c_count
             for w in range(w0, w_count, sw):
                 copy_floats(src, d, x, s_row + w * c_count, c_count)
                 d += c_count
 
 
-class Plan:
-    """The arguments of conv_images for one geometry: fill, scratch size, taps, phases (see conv_codegen)."""
+@njit(nogil=True, cache=True)
+def fill_columns(src, x, n, count, plan):
+    """The im2col rows of images n..n+count-1 of the flat NHWC ``x``: row (image, oh, ow) of src holds, tap by
+    tap (kh, kw), the C channels of input pixel (oh*sh + kh*dh - top, ow*sw + kw*dw - left); taps that fall in
+    the padding are never written (they keep the zeros of a fresh scratch)."""
+    k_total, h_count, w_count, top, left, sh, sw = plan[1], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11]
+    c_count = k_total // (plan[13] * plan[14])
+    kh_count, kw_count, dh, dw, oh_count, ow_count = plan[13], plan[14], plan[15], plan[16], plan[17], plan[18]
+    d = 0
+    for i in range(count):
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                for kh in range(kh_count):
+                    h = oh * sh + kh * dh - top
+                    if h < 0 or h >= h_count:
+                        continue
+                    for kw in range(kw_count):
+                        w = ow * sw + kw * dw - left
+                        if 0 <= w < w_count:
+                            copy_floats(src, d + (kh * kw_count + kw) * c_count, x,
+                                        (((n + i) * h_count + h) * w_count + w) * c_count, c_count)
+                d += k_total
 
-    def __init__(self, fill, src_pixels, taps, phases, tap_kernel_positions):
-        self.fill = np.asarray(fill, dtype=np.int64)
-        self.src_size = int(src_pixels) * int(fill[2])
+
+class Plan:
+    """What conv_images and weight_grad_images need to know about one geometry.
+
+    ``plan`` (int64): mode (1: copy each image into a zero-bordered scratch of planes, 0: read the
+    input in place), c_in (channels per pixel), wv (the planes' row length), chunk (images per fill),
+    image_size (floats per image: the scratch's, or the input's in mode 0), c_group (input channels per
+    pass), then fill_image's H, W, top, left, stride_h, stride_w, plane_rows.  ``taps[p]``: the pixel
+    offsets of phase p's taps; ``phases[p]``: (taps, weight offset, y pixel offset, y row step, y column
+    step, output rows, output columns, y pixels per image); ``positions[p]``: the taps' (kh, kw).
+    """
+
+    def __init__(self, plan, taps, phases, positions):
+        self.plan = np.asarray(plan, dtype=np.int64)
         width = max(1, max(len(t) for t in taps))
         self.taps = np.zeros((len(taps), width), dtype=np.int64)
         for p, offsets in enumerate(taps):
             self.taps[p, :len(offsets)] = offsets
         self.phases = np.asarray(phases, dtype=np.int64)
-        self.tap_kernel_positions = tap_kernel_positions  # per phase: [(kh, kw), ...] in tap order
+        self.positions = positions
+
+    def blocked(self, images, block):
+        """This plan with its chunk and channel group set for ``images`` images and ``block`` output channels."""
+        image_bytes = 4 * int(self.plan[IMAGE_SIZE])
+        self.plan[CHUNK] = max(1, min(images, SCRATCH_BYTES // max(1, image_bytes)))
+        most_taps = max(1, int(self.phases[:, 0].max(initial=1)))
+        self.plan[C_GROUP] = max(1, PANEL_BYTES // (4 * most_taps * block))
+        return self
 
 
-def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count):
-    """The plan of y = conv(x) for NHWC x of shape (N, H, W, C): planes by stride, one phase."""
+def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count, mode=None):
+    """The plan of y = conv(x) for NHWC x of shape (N, H, W, C), and (OH, OW).
+
+    ``mode``: PLANES (the padded image split by stride, one tap per kernel position), COLUMNS (the im2col
+    rows: one tap of KH*KW*C channels, no padding columns computed), IN_PLACE (1x1 stride 1 only), or
+    None: IN_PLACE where it applies, else the one of the other two that computes fewer wasted pixels.
+    """
     _, h, w, c = x_shape
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
     top, bottom, left, right = padding
     hp, wp = h + top + bottom, w + left + right
     oh, ow = output_size(h, kh, sh, top, bottom, dh), output_size(w, kw, sw, left, right, dw)
+    geometry = (h, w, top, left, sh, sw)
+    kernel = (kh, kw, dh, dw, oh, ow)
     positions = [(i, j) for i in range(kh) for j in range(kw)]
     in_place = kh == kw == 1 and stride == (1, 1) and not any(padding) and oh * ow >= r_count
-    if in_place:  # a 1x1 stride-1 convolution reads the input itself
-        fill, wv, src_pixels, taps = (0, w, c, 0, 0, 1, 1, h, w, h * w), w, 0, [0]
-    else:
-        plane_rows, wv = -(-hp // sh), -(-wp // sw)
-        if sw == 1:  # one zero column between rows serves as the right padding of one and the left of the next
-            wv = max(w + max(left, right), ow)
+    plane_rows, wv = -(-hp // sh), -(-wp // sw)
+    if sw == 1:  # one zero column between rows serves as the right padding of one and the left of the next
+        wv = max(w + max(left, right), ow)
+    if mode is None:
+        mode = IN_PLACE if in_place else choose_mode(c, oh * ow / tiled_pixels(oh * wv, r_count))
+    if mode == IN_PLACE:  # a 1x1 stride-1 convolution reads the input itself
+        plan, taps = (IN_PLACE, c, w, 1, h * w * c, 1) + geometry + (h,) + kernel + (0,), [0]
+    elif mode == PLANES:
         plane = plane_rows * wv
         taps = [((i * dh % sh) * sw + j * dw % sw) * plane + (i * dh // sh) * wv + j * dw // sw for i, j in positions]
-        src_pixels = max(sh * sw * plane, max(oh * wv, r_count) + max(taps))
-        fill = (h, w, c, top, left, sh, sw, plane_rows, wv, h * w)
+        # reads of the last tile run up to R pixels past the last output pixel, plus the farthest tap
+        pixels = max(sh * sw * plane, max(oh * wv, r_count) + max(taps))
+        plan, taps = (PLANES, c, wv, 1, pixels * c, 1) + geometry + (plane_rows,) + kernel + (0,), taps
+    else:
+        k_total = kh * kw * c
+        plan, taps = (COLUMNS, k_total, ow, 1, oh * ow * k_total, 1) + geometry + (0,) + kernel + (r_count * k_total,), [0]
     phases = [(len(taps), 0, 0, ow, 1, oh, ow, oh * ow)]
-    return Plan(fill, src_pixels, [taps], phases, [positions]), (oh, ow)
+    return Plan(plan, [taps], phases, [positions]), (oh, ow)
+
+
+def choose_mode(channels, planes_efficiency):
+    """PLANES or COLUMNS for a layer with ``channels`` input channels whose planes would compute
+    ``planes_efficiency`` valid pixels per pixel (the rest are padding columns and tile overlap).
+
+    The columns cost a copy of KH*KW values per input value, the planes the wasted pixels: measured
+    on ResNet and VGG layers (docs/performance.md), the columns win on small maps (4x4: 67% of the
+    planes' pixels are valid) and on 8x8 maps with many channels; planes win everywhere else.
+    """
+    return COLUMNS if planes_efficiency < 0.8 or (channels >= 128 and planes_efficiency < 0.95) else PLANES
+
+
+def tiled_pixels(pixels, r_count):
+    """Pixels computed by tiles of r_count covering ``pixels`` (the last tile overlaps the one before)."""
+    return max(pixels, r_count) if pixels % r_count == 0 or pixels < r_count else (pixels // r_count + 1) * r_count
 
 
 def input_grad_plan(g_shape, input_hw, kernel_size, stride, padding, dilation, r_count):
@@ -147,18 +226,16 @@ def input_grad_plan(g_shape, input_hw, kernel_size, stride, padding, dilation, r
     # reads past the end of a row land in the next row's zero columns (the left padding), as in forward_plan
     wv = max(pad_left + ow, max(cols_of) + max(dxs), max(cols_of))
     taps, phases, positions = [], [], []
-    weight_offset = 0
     for a in range(sh):
         for b in range(sw):
             pairs = [(i, j, (dy + pad_top) * wv + dx + pad_left) for i, dy in row_taps[a] for j, dx in col_taps[b]]
             taps.append([offset for _, _, offset in pairs])
             positions.append([(i, j) for i, j, _ in pairs])
-            phases.append((len(pairs), weight_offset, a * w + b, sh * w, sw, rows_of[a], cols_of[b], h * w))
-            weight_offset += len(pairs)  # times (OC * CP), filled in by pack_input_grad_weights
+            phases.append((len(pairs), 0, a * w + b, sh * w, sw, rows_of[a], cols_of[b], h * w))
     max_offset = max([max(t) for t in taps if t] or [0])
-    src_pixels = max(rows * wv, max(max(rows_of) * wv, r_count) + max_offset)
-    fill = (oh, ow, oc, pad_top, pad_left, 1, 1, rows, wv, oh * ow)
-    return Plan(fill, src_pixels, taps, phases, positions)
+    pixels = max(rows * wv, max(max(rows_of) * wv, r_count) + max_offset)
+    plan = (PLANES, oc, wv, 1, pixels * oc, 1, oh, ow, pad_top, pad_left, 1, 1, rows, 1, 1, 1, 1, h, w, 0)
+    return Plan(plan, taps, phases, positions)
 
 
 def round_up(value, multiple):
@@ -169,29 +246,30 @@ def pack_weights(weight, plan, transpose, block):
     """Weights as conv_images reads them: per phase, per block of ``block`` output channels, (tap, channel, block).
 
     ``weight`` is (OC, C, KH, KW); the forward's input channels are C and outputs OC; the input
-    gradient (``transpose``) reads OC channels of g and writes C.  Outputs are zero-padded to whole blocks.
+    gradient (``transpose``) reads OC channels of g and writes C.  Outputs are zero-padded to whole
+    blocks.  Sets each phase's weight offset in ``plan.phases``; returns (weights, padded outputs).
     """
     w = weight if not transpose else weight.transpose(1, 0, 2, 3)  # (outputs, inputs, KH, KW)
     outputs, inputs = w.shape[:2]
     padded = round_up(outputs, block)
-    parts = []
-    for p, positions in enumerate(plan.tap_kernel_positions):
-        plan.phases[p, 1] = sum(part.size for part in parts)
+    parts, offset = [], 0
+    for p, positions in enumerate(plan.positions):
+        plan.phases[p, 1] = offset
         taps = np.zeros((len(positions), inputs, padded), dtype=np.float32)
         for t, (i, j) in enumerate(positions):
             taps[t, :, :outputs] = w[:, :, i, j].T
         parts.append(taps.reshape(len(positions), inputs, padded // block, block).transpose(2, 0, 1, 3).reshape(-1))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32), padded
+        offset += parts[-1].size
+    return np.concatenate(parts), padded
 
 
 def _convolve(plan, source, images, out_channels, weights, bias, out_pixels, module):
     """Runs conv_images over the images, split across threads; returns the flat NHWC output."""
     y = np.empty(images * out_pixels * out_channels, dtype=np.float32)
-    flops = 2 * int(plan.phases[:, 0].max(initial=0)) * out_pixels * images * out_channels * int(plan.fill[2])
+    flops = 2 * int(plan.phases[:, 0].max(initial=0)) * out_pixels * images * out_channels * int(plan.plan[C_IN])
 
     def work(first, stop):
-        module.conv_images(source, first, stop, plan.fill, plan.src_size, plan.taps, plan.phases, weights, bias, y,
-                           out_channels)
+        module.conv_images(source, first, stop, plan.plan, plan.taps, plan.phases, weights, bias, y, out_channels)
 
     map_ranges(work, images, flops, PARALLEL_MIN_FLOPS)
     return y
@@ -210,6 +288,7 @@ def conv_forward(x, weight, bias, stride, padding, dilation, width=None):
     r_count, v_count = tile(CONV_TILES, oc, width)
     plan, (oh, ow) = forward_plan((n, h, w, c), weight.shape[2:], stride, padding, dilation, r_count)
     packed, padded = pack_weights(weight, plan, False, v_count * width)
+    plan.blocked(n, v_count * width)
     bias_packed = np.zeros(padded, dtype=np.float32)
     if bias is not None:
         bias_packed[:oc] = bias
@@ -223,9 +302,16 @@ def conv_input_grad(g, weight, input_shape, stride, padding, dilation, width=Non
     width = width or simd.HOST_WIDTH
     n, c, h, w = input_shape
     _, oc, oh, ow = g.shape
+    (kh, kw), (dh, dw) = weight.shape[2:], dilation
+    reach = (dh * (kh - 1), dh * (kh - 1), dw * (kw - 1), dw * (kw - 1))
+    if stride == (1, 1) and all(p <= r for p, r in zip(padding, reach)):
+        # the forward convolution of g, padded by reach - padding, with the flipped kernel, channels swapped
+        flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        return conv_forward(g, flipped, None, (1, 1), tuple(r - p for p, r in zip(padding, reach)), dilation, width)
     r_count, v_count = tile(CONV_TILES, c, width)
     plan = input_grad_plan((n, oh, ow, oc), (h, w), weight.shape[2:], stride, padding, dilation, r_count)
     packed, padded = pack_weights(weight, plan, True, v_count * width)
+    plan.blocked(n, v_count * width)
     module = conv_codegen.load("conv", r_count, v_count, width)
     dx = _convolve(plan, _nhwc(g), n, c, packed, np.zeros(padded, dtype=np.float32), h * w, module)
     return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
@@ -238,22 +324,24 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
     n, _, h, w = x.shape
     _, _, oh, ow = g.shape
     r_count, v_count = tile(WEIGHT_GRAD_TILES, oc, width)
-    block = v_count * width
-    plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1)
+    ocp = round_up(oc, v_count * width)
+    plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1, mode=None)
+    if plan.plan[MODE] == COLUMNS:  # the weight gradient computes no padding columns: no need for the columns' copy
+        plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1, mode=PLANES)
+    image_bytes = 4 * oh * ow * ocp  # dL/dy of one image
+    plan.plan[CHUNK] = max(1, min(n, BAND_BYTES // image_bytes))
+    band_rows = oh if plan.plan[CHUNK] > 1 else max(1, BAND_BYTES // (4 * ow * ocp))
     taps = plan.taps[0, :kh * kw]
     rows = kh * kw * c
     offsets = np.zeros(round_up(rows, r_count), dtype=np.int64)
     offsets[:rows] = (taps[:, None] * c + np.arange(c)[None, :]).reshape(-1)
-    ocp = round_up(oc, block)
-    band_rows = max(1, BAND_BYTES // (4 * ow * ocp))
     module = conv_codegen.load("weight_grad", r_count, v_count, width)
     source, g_flat = _nhwc(x), _nhwc(g)
     flops = 2 * rows * oc * oh * ow * n
 
     def work(first, stop):
         dw = np.zeros(len(offsets) * ocp, dtype=np.float32)
-        module.weight_grad_images(source, g_flat, first, stop, plan.fill, plan.src_size, offsets, oh, ow, oc, ocp,
-                                  band_rows, dw)
+        module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, oh, ow, oc, ocp, band_rows, dw)
         return dw
 
     dw = sum(map_ranges(work, n, flops, PARALLEL_MIN_FLOPS)).reshape(-1, ocp)[:rows, :oc]
