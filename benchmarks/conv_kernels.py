@@ -57,8 +57,6 @@ def main(argv=None):
     import minidl  # noqa: F401  (sets up the CPU backend)
     from minidl.backends.cpu import direct_conv, simd
     gemm = _gemm_module()
-    if hasattr(gemm, "uses_direct"):  # time the GEMM path itself, not the direct kernels it would hand float32 to
-        gemm.uses_direct = lambda *args: False
     torch = None
     if not args.no_torch:
         import torch
@@ -115,11 +113,11 @@ def main(argv=None):
 
 
 def _gemm_module():
-    try:
-        from minidl.backends.cpu import conv_gemm_ops as gemm  # after the backend seam's move
-    except ImportError:
-        from minidl.functions import conv_cpu as gemm
-    return gemm
+    """backends/cpu/conv.py with its strategy limited to the GEMMs (what ran before the direct kernels)."""
+    from minidl.backends.cpu import conv
+    choose = conv.strategy
+    conv.strategy = lambda *args, **kwargs: choose(*args, **dict(kwargs, direct=False))
+    return conv
 
 
 def _torch_passes(torch, x, w, g, stride, pad):

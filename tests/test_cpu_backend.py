@@ -82,7 +82,8 @@ def conv_cases(draw):
                 out_channels=draw(st.integers(1, 4)), kernel=kernel, stride=stride, padding=padding,
                 dilation=dilation, bias=draw(st.booleans()), channels_last=draw(st.booleans()),
                 dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**16)),
-                row_shift_min_channels=draw(st.sampled_from([1, cpu_conv.ROW_SHIFT_MIN_CHANNELS])))
+                row_shift_min_channels=draw(st.sampled_from([1, cpu_conv.ROW_SHIFT_MIN_CHANNELS])),
+                direct=draw(st.booleans()))
 
 
 @settings(max_examples=40)
@@ -100,7 +101,9 @@ def test_channels_last_conv_matches_the_reference(case):
               zip(case["shape"][2:], case["kernel"], case["stride"], case["padding"], case["dilation"])]
     upstream = rng.standard_normal((case["shape"][0], case["out_channels"], *out_hw)).astype(dtype)
     # the small channel counts drawn here take the row-shifted GEMMs only with the threshold lowered
-    with mock.patch.object(cpu_conv, "ROW_SHIFT_MIN_CHANNELS", case["row_shift_min_channels"]):
+    # float32 runs the direct SIMD kernels (direct_conv.py) unless they are switched off: here both ways
+    with mock.patch.object(cpu_conv, "ROW_SHIFT_MIN_CHANNELS", case["row_shift_min_channels"]), \
+            mock.patch.object(cpu_conv, "direct_conv_available", lambda: case["direct"]):
         got, expected = fast_and_reference(lambda: conv_and_grads(x, w, b, upstream, **params),
                                            expect=[cpu_conv.Conv2dChannelsLast])
     assert got[0].transpose(0, 2, 3, 1).flags.c_contiguous, "the CPU path returns channels-last memory"

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from minidl.functions import conv, cpu_threads
+from minidl.backends.cpu import threads as cpu_threads
+from minidl.functions import conv
 
 direct_conv = pytest.importorskip("minidl.backends.cpu.direct_conv")
 from minidl.backends.cpu import conv_codegen, simd  # noqa: E402

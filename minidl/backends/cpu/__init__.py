@@ -2,8 +2,11 @@
 
 One file, one idea:
 
-    conv.py        Conv2d in channels-last memory; ``strategy`` picks the GEMMs per layer
-    conv_gemm.py   the chunked im2col and row-shifted GEMMs those convolutions run
+    conv.py        Conv2d in channels-last memory; ``strategy`` picks the kernels per layer
+    direct_conv.py the direct SIMD convolution kernels (float32): geometry, scratch copies, threads
+    conv_codegen.py  writes (and caches) those kernels' register-tiled micro-kernels
+    simd.py        the explicit LLVM vector type and intrinsics the micro-kernels are written with
+    conv_gemm.py   the chunked im2col and row-shifted GEMMs of the other convolutions
     batchnorm.py   BatchNorm on the (N*H*W, C) rows of a channels-last input
     activation.py  ReLU and its gradient in one pass each
     add.py         the residual add and the autograd engine's gradient sum, split across threads

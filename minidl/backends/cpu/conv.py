@@ -12,8 +12,10 @@ transposes add more passes.  This class computes the same convolution with two c
   ``channels_last``; the CPU BatchNorm, ReLU and residual add keep it, so the next convolution
   reads its input without a copy.
 
-* Chunks, not one big matrix (``conv_gemm.py``): im2col a few images at a time in cache, or, for
-  narrow stride-1 layers, the row-shifted GEMMs; ``strategy`` decides per layer.
+* No big matrix.  float32 convolutions wider than 1x1 run direct SIMD kernels (``direct_conv.py``:
+  register-tiled micro-kernels compiled with numba, no im2col and no GEMM call); the others run
+  GEMMs chunk by chunk (``conv_gemm.py``): im2col a few images at a time in cache, or, for narrow
+  stride-1 layers, the row-shifted GEMMs.  ``strategy`` decides per layer.
 
 Backward, with G = dL/dY as (N*OH*OW, OC) rows:
 
@@ -25,6 +27,9 @@ Backward, with G = dL/dY as (N*OH*OW, OC) rows:
 It runs for NumPy arrays with ``groups == 1`` outside autocast; results equal the reference's up
 to float rounding (tests/test_cpu_backend.py).  Measurements: docs/performance.md.
 """
+import importlib.util
+import os
+
 import numpy as np
 
 from ... import amp
@@ -41,16 +46,37 @@ ROW_SHIFT_MAX_WIDTH = 96
 ROW_SHIFT_MIN_CHANNELS = 8
 
 
-def strategy(channels, kernel_size, stride):
-    """How the CPU convolves an NHWC input of ``channels`` channels: 'row_shift' or 'im2col'.
+def strategy(channels, kernel_size, stride, dtype=None, direct=True):
+    """How the CPU convolves an NHWC input of ``channels`` channels: 'direct', 'row_shift' or 'im2col'.
 
     The forward pass, the weight gradient and the stride-1 input gradient (a convolution of G,
-    whose channels are the layer's output channels) each ask this, so one rule picks the GEMMs.
+    whose channels are the layer's output channels) each ask this, so one rule picks the kernels:
+    the direct SIMD kernels for float32 wider than 1x1 (a 1x1 convolution is one GEMM, which BLAS
+    runs as fast) while numba is on (``direct``: False leaves them out, for comparisons).
     """
+    if direct and dtype == np.float32 and tuple(kernel_size) != (1, 1) and direct_conv_available():
+        return "direct"
     if (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
             and kernel_size[1] * channels <= ROW_SHIFT_MAX_WIDTH):
         return "row_shift"
     return "im2col"
+
+
+def direct_conv_available():
+    """numba installed and not switched off (MINIDL_DISABLE_NUMBA=1): the direct kernels can run."""
+    global _direct_available
+    if _direct_available is None:
+        _direct_available = (os.environ.get("MINIDL_DISABLE_NUMBA", "") not in ("1", "true")
+                             and importlib.util.find_spec("numba") is not None)
+    return _direct_available
+
+
+_direct_available = None
+
+
+def _direct():
+    from . import direct_conv  # imports numba: on the first convolution, not at ``import minidl``
+    return direct_conv
 
 
 @register(Conv2d, "cpu")
@@ -135,8 +161,11 @@ def conv_forward(x, weight, bias, stride, padding, dilation):
     """
     n, c, h, w = x.shape
     kernel_size = weight.shape[2:]
+    how = strategy(c, kernel_size, stride, x.dtype)
+    if how == "direct":
+        return _direct().conv_forward(x, weight, bias, stride, padding, dilation), None
     x_nhwc, weight_rows = as_nhwc(x), weight_as_rows(weight)
-    if strategy(c, kernel_size, stride) == "row_shift":
+    if how == "row_shift":
         padded = None
         y = gemm.conv_rows_shifted(x_nhwc, weight_rows, kernel_size, dilation, padding)
     else:
@@ -153,8 +182,11 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
     """dL/dW (OC, C, KH, KW) from the input x (N, C, H, W), the padded NHWC copy conv_forward made
     (or None: then row-shifted layers pad chunk by chunk, others pad x now), and g (N, OC, OH, OW)."""
     oc, c, kh, kw = weight_shape
+    how = strategy(c, (kh, kw), stride, x.dtype)
+    if how == "direct":
+        return _direct().conv_weight_grad(x, g, weight_shape, stride, padding, dilation)
     g_rows = as_nhwc(g).reshape(-1, oc)
-    if padded is None and strategy(c, (kh, kw), stride) == "row_shift":
+    if padded is None and how == "row_shift":
         grad = gemm.weight_grad_shifted(as_nhwc(x), g_rows, (kh, kw), dilation, padding)
     else:
         if padded is None:
@@ -165,6 +197,8 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
 
 def conv_input_grad(g, weight, input_shape, stride, padding, dilation):
     """dL/dx (N, C, H, W), a channels-last view, for g (N, OC, OH, OW)."""
+    if strategy(g.shape[1], weight.shape[2:], stride, g.dtype) == "direct":
+        return _direct().conv_input_grad(g, weight, input_shape, stride, padding, dilation)
     if stride == (1, 1):
         return _input_grad_stride1(g, weight, input_shape, padding, dilation)
     return _input_grad_col2im(g, weight, input_shape, stride, padding, dilation)

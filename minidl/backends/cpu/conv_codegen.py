@@ -164,8 +164,12 @@ def conv_tiles(src, s0, c_in, c0, c1, taps, n_taps, w, wb, bias, oc0, wv, rows, 
     stored).  ``accumulate``: add to the partial sums in y (a later group of input channels).\"\"\"
     q_count = rows * wv
     last = max(q_count - R, 0)  # the last tile overlaps the one before instead of running past the end
-    for q0 in range(0, q_count, R):
-        q0 = min(q0, last)
+    # rows whose valid pixels are whole tiles: tile them row by row, computing none of the padding columns
+    per_row = ow_valid // R if ow_valid % R == 0 else 0
+    steps, tiles = (rows, per_row) if per_row > 0 else (1, (q_count + R - 1) // R)
+    for step in range(steps):
+        for j in range(tiles):
+            q0 = step * wv + j * R if per_row > 0 else min(j * R, last)
 """
 
 
@@ -173,7 +177,7 @@ def conv_source(r_count, v_count, width):
     """The source of the convolution module (conv_images, conv_tiles) for an R x V tile of W-lane vectors."""
     head = _HEADER.format(what="direct convolution (forward and input gradient)", width=width, r=r_count,
                           v=v_count, depends=_dependency_stamp())
-    return head + _CONV_DRIVER + "\n".join(_indent(_conv_tile(r_count, v_count, width), 2)) + "\n"
+    return head + _CONV_DRIVER + "\n".join(_indent(_conv_tile(r_count, v_count, width), 3)) + "\n"
 
 
 # ------------------------------------------------------------------ weight gradient

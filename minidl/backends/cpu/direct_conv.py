@@ -31,11 +31,13 @@ Images are split across threads (``map_ranges``); each thread has its own scratc
 need not be multiples of the vector width: weights are zero-padded to whole vectors and the last
 vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM path.
 """
+import threading
+
 import numpy as np
 from numba import njit
 
 from ...functions.conv import output_size
-from ...functions.cpu_threads import map_ranges
+from .threads import map_ranges
 from . import conv_codegen, simd
 
 _copy16 = simd.lanes(16).copy
@@ -176,7 +178,7 @@ def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count, mode=
     if sw == 1:  # one zero column between rows serves as the right padding of one and the left of the next
         wv = max(w + max(left, right), ow)
     if mode is None:
-        mode = IN_PLACE if in_place else choose_mode(c, oh * ow / tiled_pixels(oh * wv, r_count))
+        mode = IN_PLACE if in_place else choose_mode(c, planes_efficiency(oh, ow, wv, r_count))
     if mode == IN_PLACE:  # a 1x1 stride-1 convolution reads the input itself
         plan, taps = (IN_PLACE, c, w, 1, h * w * c, 1) + geometry + (h,) + kernel + (0,), [0]
     elif mode == PLANES:
@@ -201,6 +203,14 @@ def choose_mode(channels, planes_efficiency):
     planes' pixels are valid) and on 8x8 maps with many channels; planes win everywhere else.
     """
     return COLUMNS if planes_efficiency < 0.8 or (channels >= 128 and planes_efficiency < 0.95) else PLANES
+
+
+def planes_efficiency(oh, ow, wv, r_count):
+    """Valid output pixels per pixel the planes' tiles compute (see conv_tiles): rows of whole tiles
+    compute no padding columns; otherwise tiles run over the flat rows of wv pixels."""
+    if ow % r_count == 0:
+        return 1.0
+    return oh * ow / tiled_pixels(oh * wv, r_count)
 
 
 def tiled_pixels(pixels, r_count):
@@ -339,10 +349,15 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
     source, g_flat = _nhwc(x), _nhwc(g)
     flops = 2 * rows * oc * oh * ow * n
 
-    def work(first, stop):
-        dw = np.zeros(len(offsets) * ocp, dtype=np.float32)
-        module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, oh, ow, oc, ocp, band_rows, dw)
-        return dw
+    partial_sums = {}  # one per thread, not per range: a 512x512 3x3 layer's is 9 MB
 
-    dw = sum(map_ranges(work, n, flops, PARALLEL_MIN_FLOPS)).reshape(-1, ocp)[:rows, :oc]
+    def work(first, stop):
+        thread = threading.get_ident()
+        if thread not in partial_sums:
+            partial_sums[thread] = np.zeros(len(offsets) * ocp, dtype=np.float32)
+        module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, oh, ow, oc, ocp, band_rows,
+                                  partial_sums[thread])
+
+    map_ranges(work, n, flops, PARALLEL_MIN_FLOPS)
+    dw = sum(partial_sums.values()).reshape(-1, ocp)[:rows, :oc]
     return np.ascontiguousarray(dw.reshape(kh, kw, c, oc).transpose(3, 2, 0, 1))
