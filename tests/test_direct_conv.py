@@ -107,12 +107,15 @@ def test_resnet_layers_at_each_width(width):
         assert_matches(direct_conv.conv_weight_grad(x, g, weight.shape, *geometry, width=width), dw_ref, "dW")
 
 
-def test_threads_split_images_and_sum_weight_gradients(monkeypatch):
-    """One thread or two, one image per range or all in one: the same results (each range has its own scratch)."""
+@pytest.mark.parametrize("split_channels_bytes", [0, 1 << 40])
+def test_one_thread_or_two_give_the_same_bits(monkeypatch, split_channels_bytes):
+    """Images split across threads (each range with its own scratch, the weight gradient's partial sums added
+    in range order), or the weight gradient split by output channels: the same bits on 1 or 2 threads."""
+    monkeypatch.setattr(direct_conv, "SPLIT_CHANNELS_BYTES", split_channels_bytes)
     rng = np.random.default_rng(0)
     x = channels_last(rng.standard_normal((5, 6, 7, 7)).astype(np.float32))
-    weight = rng.standard_normal((10, 6, 3, 3)).astype(np.float32)
-    g = channels_last(rng.standard_normal((5, 10, 4, 4)).astype(np.float32))
+    weight = rng.standard_normal((40, 6, 3, 3)).astype(np.float32)
+    g = channels_last(rng.standard_normal((5, 40, 4, 4)).astype(np.float32))
     geometry = (2, 2), (1, 1, 1, 1), (1, 1)
     results = []
     for threads in ("1", "2"):
@@ -121,7 +124,8 @@ def test_threads_split_images_and_sum_weight_gradients(monkeypatch):
                         direct_conv.conv_input_grad(g, weight, x.shape, *geometry),
                         direct_conv.conv_weight_grad(x, g, weight.shape, *geometry)])
     for one, two in zip(*results):
-        np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(one, two)
+    assert_matches(results[0][2], reference(x, weight, g, *geometry)[2], "weight gradient")
     assert cpu_threads.num_threads() == 2
 
 

@@ -31,8 +31,6 @@ Images are split across threads (``map_ranges``); each thread has its own scratc
 need not be multiples of the vector width: weights are zero-padded to whole vectors and the last
 vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM path.
 """
-import threading
-
 import numpy as np
 from numba import njit
 
@@ -53,6 +51,9 @@ SCRATCH_BYTES = 256 << 10
 PANEL_BYTES = 128 << 10
 BAND_BYTES = 64 << 10
 PARALLEL_MIN_FLOPS = 1 << 22  # below this a layer runs on the calling thread
+# dL/dW of at least this size is split across threads by output channels rather than by images (whose
+# ranges would each need a partial dL/dW to sum)
+SPLIT_CHANNELS_BYTES = 256 << 10
 
 
 def tile(table, out_channels, width):
@@ -349,15 +350,28 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
     source, g_flat = _nhwc(x), _nhwc(g)
     flops = 2 * rows * oc * oh * ow * n
 
-    partial_sums = {}  # one per thread, not per range: a 512x512 3x3 layer's is 9 MB
+    blocks = ocp // (v_count * width)
+    if 4 * len(offsets) * ocp >= SPLIT_CHANNELS_BYTES and blocks > 1:
+        # a large dW: the ranges take blocks of output channels, each over every image (no partial sums)
+        dw = np.zeros(len(offsets) * ocp, dtype=np.float32)
 
-    def work(first, stop):
-        thread = threading.get_ident()
-        if thread not in partial_sums:
-            partial_sums[thread] = np.zeros(len(offsets) * ocp, dtype=np.float32)
-        module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, oh, ow, oc, ocp, band_rows,
-                                  partial_sums[thread])
+        def channel_blocks(first, stop):
+            module.weight_grad_images(source, g_flat, 0, n, plan.plan, offsets, oh, ow, oc, ocp, band_rows, dw,
+                                      first * v_count * width, stop * v_count * width)
 
-    map_ranges(work, n, flops, PARALLEL_MIN_FLOPS)
-    dw = sum(partial_sums.values()).reshape(-1, ocp)[:rows, :oc]
+        map_ranges(channel_blocks, blocks, flops, PARALLEL_MIN_FLOPS)
+    else:
+        # the ranges take images, each summing into its own dW; the partial sums are added in range order,
+        # so the result does not depend on the number of threads (threads.map_ranges)
+        def images(first, stop):
+            part = np.zeros(len(offsets) * ocp, dtype=np.float32)
+            module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, oh, ow, oc, ocp, band_rows,
+                                      part, 0, ocp)
+            return part
+
+        parts = map_ranges(images, n, flops, PARALLEL_MIN_FLOPS)
+        dw = parts[0]
+        for part in parts[1:]:
+            dw += part
+    dw = dw.reshape(-1, ocp)[:rows, :oc]
     return np.ascontiguousarray(dw.reshape(kh, kw, c, oc).transpose(3, 2, 0, 1))
