@@ -50,7 +50,7 @@ import numpy as np
 from numba import njit
 
 from minidl.backends.cpu.simd import lanes
-from minidl.backends.cpu.direct_conv import fill_columns, fill_image
+from minidl.backends.cpu.scratch import fill_columns, fill_image
 
 _v = lanes({width})
 zeros, load, load_first, splat_at, store, store_first, fma, add = (
@@ -268,7 +268,7 @@ def _dependency_stamp():
     change to any of them gives a new file name and a fresh numba cache)."""
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256(str(GENERATOR_VERSION).encode())
-    for name in ("conv_codegen.py", "simd.py", "direct_conv.py"):
+    for name in ("conv_codegen.py", "simd.py", "scratch.py"):
         digest.update((here / name).read_bytes())
     return "sha256 " + digest.hexdigest()[:16]
 

@@ -32,13 +32,11 @@ need not be multiples of the vector width: weights are zero-padded to whole vect
 vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM path.
 """
 import numpy as np
-from numba import njit
 
 from ...functions.conv import output_size
 from .threads import map_ranges
 from . import conv_codegen, simd
-
-_copy16 = simd.lanes(16).copy
+from .scratch import C_GROUP, C_IN, CHUNK, COLUMNS, IMAGE_SIZE, IN_PLACE, MODE, PLANES
 
 # Register tiles (R pixels or rows, V vectors) per vector width, chosen by output channels.  See conv_codegen.py
 # and docs/cpu_kernels.md: R*V accumulators + V loaded vectors + 1 broadcast fit the register file.
@@ -61,84 +59,18 @@ def tile(table, out_channels, width):
     return table[width][1 if out_channels <= width else 2]
 
 
-@njit(nogil=True, cache=True, inline="always")
-def copy_floats(dst, d, src, s, count):
-    """dst[d:d+count] = src[s:s+count] for flat float32 arrays, 16 floats at a time (the inner loop of every copy
-    into a scratch image: LLVM cannot tell that the two arrays do not overlap, so it would not vectorise it)."""
-    i = 0
-    while i + 16 <= count:
-        _copy16(dst, d + i, src, s + i)
-        i += 16
-    while i < count:
-        dst[d + i] = src[s + i]
-        i += 1
-
-
-# The int64 ``plan`` array conv_images and weight_grad_images read (see Plan):
-(MODE, C_IN, WV, CHUNK, IMAGE_SIZE, C_GROUP, H, W, TOP, LEFT, SH, SW, PLANE_ROWS, KH, KW, DH, DW, OH, OW,
- SLACK) = range(20)
-IN_PLACE, PLANES, COLUMNS = 0, 1, 2  # the modes
-
-
-@njit(nogil=True, cache=True)
-def fill_image(src, s0, x, n, plan):
-    """Copies image n of the flat NHWC ``x`` into the planes of ``src`` from index s0 (see the module docstring).
-
-    Padded pixel (h+top, w+left) goes to plane ((h+top) % sh, (w+left) % sw), row (h+top) // sh, column
-    (w+left) // sw of planes plan[PLANE_ROWS] x plan[WV].  The padding's positions are never written: they
-    keep the zeros of a fresh scratch.
-    """
-    c_count, wv, h_count, w_count, top, left, sh, sw, plane_rows = (
-        plan[1], plan[2], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11], plan[12])
-    for h in range(h_count):
-        row = (h + top) // sh
-        a = h + top - row * sh
-        s_row = (n * h_count + h) * w_count * c_count
-        if sw == 1:  # the whole row at once
-            d = s0 + ((a * plane_rows + row) * wv + left) * c_count
-            copy_floats(src, d, x, s_row, w_count * c_count)
-            continue
-        for b in range(sw):  # the columns w = w0, w0 + sw, ... go to plane column b, one after the other
-            w0 = (b - left) % sw
-            d = s0 + (((a * sw + b) * plane_rows + row) * wv + (w0 + left) // sw) * c_count
-            for w in range(w0, w_count, sw):
-                copy_floats(src, d, x, s_row + w * c_count, c_count)
-                d += c_count
-
-
-@njit(nogil=True, cache=True)
-def fill_columns(src, x, n, count, plan):
-    """The im2col rows of images n..n+count-1 of the flat NHWC ``x``: row (image, oh, ow) of src holds, tap by
-    tap (kh, kw), the C channels of input pixel (oh*sh + kh*dh - top, ow*sw + kw*dw - left); taps that fall in
-    the padding are never written (they keep the zeros of a fresh scratch)."""
-    k_total, h_count, w_count, top, left, sh, sw = plan[1], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11]
-    c_count = k_total // (plan[13] * plan[14])
-    kh_count, kw_count, dh, dw, oh_count, ow_count = plan[13], plan[14], plan[15], plan[16], plan[17], plan[18]
-    d = 0
-    for i in range(count):
-        for oh in range(oh_count):
-            for ow in range(ow_count):
-                for kh in range(kh_count):
-                    h = oh * sh + kh * dh - top
-                    if h < 0 or h >= h_count:
-                        continue
-                    for kw in range(kw_count):
-                        w = ow * sw + kw * dw - left
-                        if 0 <= w < w_count:
-                            copy_floats(src, d + (kh * kw_count + kw) * c_count, x,
-                                        (((n + i) * h_count + h) * w_count + w) * c_count, c_count)
-                d += k_total
-
-
 class Plan:
     """What conv_images and weight_grad_images need to know about one geometry.
 
-    ``plan`` (int64): mode (1: copy each image into a zero-bordered scratch of planes, 0: read the
-    input in place), c_in (channels per pixel), wv (the planes' row length), chunk (images per fill),
-    image_size (floats per image: the scratch's, or the input's in mode 0), c_group (input channels per
-    pass), then fill_image's H, W, top, left, stride_h, stride_w, plane_rows.  ``taps[p]``: the pixel
-    offsets of phase p's taps; ``phases[p]``: (taps, weight offset, y pixel offset, y row step, y column
-    step, output rows, output columns, y pixels per image); ``positions[p]``: the taps' (kh, kw).
+    ``plan`` (int64, indices named in scratch.py): mode (PLANES: copy each image into a zero-bordered
+    scratch of planes; COLUMNS: copy the im2col rows of the images; IN_PLACE: read the input itself),
+    c_in (channels per scratch pixel), wv (the length of a row of the scratch), chunk (images per
+    fill), image_size (floats per image: the scratch's, or the input's when IN_PLACE), c_group (input
+    channels per pass), the fills' geometry (H, W, top, left, stride_h, stride_w, plane_rows, KH, KW,
+    dilation_h, dilation_w, OH, OW) and slack (floats after the scratch for a tile running past the
+    last pixel).  ``taps[p]``: the pixel offsets of phase p's taps; ``phases[p]``: (taps, weight
+    offset, y pixel offset, y row step, y column step, output rows, output columns, y pixels per
+    image); ``positions[p]``: the taps' (kh, kw).
     """
 
     def __init__(self, plan, taps, phases, positions):
