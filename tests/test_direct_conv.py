@@ -9,6 +9,7 @@ in float64.  Hypothesis draws channel counts that are not multiples of the vecto
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -55,7 +56,10 @@ def cases(draw):
             for k, d, p0, p1 in zip(kernel, dilation, padding[::2], padding[1::2])]
     return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 20)), oc=draw(st.integers(1, 37)), size=size,
                 kernel=kernel, stride=stride, padding=padding, dilation=dilation, bias=draw(st.booleans()),
-                width=draw(st.sampled_from(WIDTHS)), seed=draw(st.integers(0, 2**16)))
+                width=draw(st.sampled_from(WIDTHS)), seed=draw(st.integers(0, 2**16)),
+                # cache blocking: one image or several per scratch fill, all input channels at once or a few
+                # at a time (later groups add to the partial sums in y)
+                scratch_bytes=draw(st.sampled_from([1, 1 << 20])), panel_bytes=draw(st.sampled_from([1, 1 << 20])))
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +71,12 @@ def two_threads_even_for_small_layers(monkeypatch):
 @settings(max_examples=40, deadline=None)
 @given(cases())
 def test_direct_kernels_equal_the_reference(case):
+    with mock.patch.multiple(direct_conv, SCRATCH_BYTES=case["scratch_bytes"], PANEL_BYTES=case["panel_bytes"],
+                             BAND_BYTES=case["scratch_bytes"]):
+        check_against_the_reference(case)
+
+
+def check_against_the_reference(case):
     rng = np.random.default_rng(case["seed"])
     n, c, oc, (h, w), kernel = case["n"], case["c"], case["oc"], case["size"], case["kernel"]
     stride, padding, dilation, width = case["stride"], case["padding"], case["dilation"], case["width"]

@@ -88,6 +88,8 @@ class Plan:
         self.plan[CHUNK] = max(1, min(images, SCRATCH_BYTES // max(1, image_bytes)))
         most_taps = max(1, int(self.phases[:, 0].max(initial=1)))
         self.plan[C_GROUP] = max(1, PANEL_BYTES // (4 * most_taps * block))
+        if self.plan[MODE] == IN_PLACE:  # no slack after the input for tiles adding to partial sums: one group
+            self.plan[C_GROUP] = self.plan[C_IN]
         return self
 
 
@@ -117,8 +119,8 @@ def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count, mode=
     elif mode == PLANES:
         plane = plane_rows * wv
         taps = [((i * dh % sh) * sw + j * dw % sw) * plane + (i * dh // sh) * wv + j * dw // sw for i, j in positions]
-        # reads of the last tile run up to R pixels past the last output pixel, plus the farthest tap
-        pixels = max(sh * sw * plane, max(oh * wv, r_count) + max(taps))
+        # the last tile may run up to R - 1 pixels past the last output pixel, plus the farthest tap
+        pixels = max(sh * sw * plane, round_up(oh * wv, r_count) + max(taps))
         plan, taps = (PLANES, c, wv, 1, pixels * c, 1) + geometry + (plane_rows,) + kernel + (0,), taps
     else:
         k_total = kh * kw * c
@@ -176,7 +178,7 @@ def input_grad_plan(g_shape, input_hw, kernel_size, stride, padding, dilation, r
             positions.append([(i, j) for i, j, _ in pairs])
             phases.append((len(pairs), 0, a * w + b, sh * w, sw, rows_of[a], cols_of[b], h * w))
     max_offset = max([max(t) for t in taps if t] or [0])
-    pixels = max(rows * wv, max(max(rows_of) * wv, r_count) + max_offset)
+    pixels = max(rows * wv, round_up(max(max(rows_of) * wv, 1), r_count) + max_offset)
     plan = (PLANES, oc, wv, 1, pixels * oc, 1, oh, ow, pad_top, pad_left, 1, 1, rows, 1, 1, 1, 1, h, w, 0)
     return Plan(plan, taps, phases, positions)
 
