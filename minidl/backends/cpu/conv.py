@@ -46,16 +46,22 @@ ROW_SHIFT_MAX_WIDTH = 96
 ROW_SHIFT_MIN_CHANNELS = 8
 
 
-def strategy(channels, kernel_size, stride, dtype=None, direct=True):
+def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forward", out_pixels=None):
     """How the CPU convolves an NHWC input of ``channels`` channels: 'direct', 'row_shift' or 'im2col'.
 
     The forward pass, the weight gradient and the stride-1 input gradient (a convolution of G,
     whose channels are the layer's output channels) each ask this, so one rule picks the kernels:
-    the direct SIMD kernels for float32 wider than 1x1 (a 1x1 convolution is one GEMM, which BLAS
-    runs as fast) while numba is on (``direct``: False leaves them out, for comparisons).
+    the direct SIMD kernels (direct_conv.py) for float32 wider than 1x1 while numba is on (``direct``:
+    False leaves them out, for comparisons), except where the GEMMs measured faster
+    (docs/performance.md): a 1x1 convolution (one GEMM), the weight gradient of a strided layer with 64
+    or more input channels, the input gradient of a strided layer whose output (``out_pixels`` per
+    image) is 4x4 or smaller.
     """
     if direct and dtype == np.float32 and tuple(kernel_size) != (1, 1) and direct_conv_available():
-        return "direct"
+        strided = stride != (1, 1)
+        if not (strided and pass_ == "weight_grad" and channels >= 64) \
+                and not (strided and pass_ == "input_grad" and out_pixels is not None and out_pixels <= 16):
+            return "direct"
     if (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
             and kernel_size[1] * channels <= ROW_SHIFT_MAX_WIDTH):
         return "row_shift"
@@ -182,7 +188,7 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
     """dL/dW (OC, C, KH, KW) from the input x (N, C, H, W), the padded NHWC copy conv_forward made
     (or None: then row-shifted layers pad chunk by chunk, others pad x now), and g (N, OC, OH, OW)."""
     oc, c, kh, kw = weight_shape
-    how = strategy(c, (kh, kw), stride, x.dtype)
+    how = strategy(c, (kh, kw), stride, x.dtype, pass_="weight_grad")
     if how == "direct":
         return _direct().conv_weight_grad(x, g, weight_shape, stride, padding, dilation)
     g_rows = as_nhwc(g).reshape(-1, oc)
@@ -197,7 +203,8 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
 
 def conv_input_grad(g, weight, input_shape, stride, padding, dilation):
     """dL/dx (N, C, H, W), a channels-last view, for g (N, OC, OH, OW)."""
-    if strategy(g.shape[1], weight.shape[2:], stride, g.dtype) == "direct":
+    if strategy(g.shape[1], weight.shape[2:], stride, g.dtype, pass_="input_grad",
+                out_pixels=g.shape[2] * g.shape[3]) == "direct":
         return _direct().conv_input_grad(g, weight, input_shape, stride, padding, dilation)
     if stride == (1, 1):
         return _input_grad_stride1(g, weight, input_shape, padding, dilation)

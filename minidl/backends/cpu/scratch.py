@@ -25,7 +25,7 @@ def copy_floats(dst, d, src, s, count):
 
 # The int64 ``plan`` array conv_images and weight_grad_images read (see Plan):
 (MODE, C_IN, WV, CHUNK, IMAGE_SIZE, C_GROUP, H, W, TOP, LEFT, SH, SW, PLANE_ROWS, KH, KW, DH, DW, OH, OW,
- SLACK) = range(20)
+ SLACK, CHANNELS) = range(21)
 IN_PLACE, PLANES, COLUMNS = 0, 1, 2  # the modes
 
 
@@ -37,33 +37,33 @@ def fill_image(src, s0, x, n, plan):
     (w+left) // sw of planes plan[PLANE_ROWS] x plan[WV].  The padding's positions are never written: they
     keep the zeros of a fresh scratch.
     """
-    c_count, wv, h_count, w_count, top, left, sh, sw, plane_rows = (
-        plan[1], plan[2], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11], plan[12])
+    stride, wv, h_count, w_count, top, left, sh, sw, plane_rows, c_count = (
+        plan[1], plan[2], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11], plan[12], plan[20])
     for h in range(h_count):
         row = (h + top) // sh
         a = h + top - row * sh
         s_row = (n * h_count + h) * w_count * c_count
-        if sw == 1:  # the whole row at once
-            d = s0 + ((a * plane_rows + row) * wv + left) * c_count
+        if sw == 1 and stride == c_count:  # the whole row at once
+            d = s0 + ((a * plane_rows + row) * wv + left) * stride
             copy_floats(src, d, x, s_row, w_count * c_count)
             continue
         for b in range(sw):  # the columns w = w0, w0 + sw, ... go to plane column b, one after the other
             w0 = (b - left) % sw
-            d = s0 + (((a * sw + b) * plane_rows + row) * wv + (w0 + left) // sw) * c_count
+            d = s0 + (((a * sw + b) * plane_rows + row) * wv + (w0 + left) // sw) * stride
             for w in range(w0, w_count, sw):
                 copy_floats(src, d, x, s_row + w * c_count, c_count)
-                d += c_count
+                d += stride
 
 
 @njit(nogil=True, cache=True)
-def fill_columns(src, x, n, count, plan):
-    """The im2col rows of images n..n+count-1 of the flat NHWC ``x``: row (image, oh, ow) of src holds, tap by
+def fill_columns(src, s0, x, n, count, plan):
+    """The im2col rows of images n..n+count-1 of the flat NHWC ``x`` from src[s0]: row (image, oh, ow) holds, tap by
     tap (kh, kw), the C channels of input pixel (oh*sh + kh*dh - top, ow*sw + kw*dw - left); taps that fall in
     the padding are never written (they keep the zeros of a fresh scratch)."""
-    k_total, h_count, w_count, top, left, sh, sw = plan[1], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11]
-    c_count = k_total // (plan[13] * plan[14])
+    stride, h_count, w_count, top, left, sh, sw = plan[1], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11]
+    c_count = plan[20] // (plan[13] * plan[14])
     kh_count, kw_count, dh, dw, oh_count, ow_count = plan[13], plan[14], plan[15], plan[16], plan[17], plan[18]
-    d = 0
+    d = s0
     for i in range(count):
         for oh in range(oh_count):
             for ow in range(ow_count):
@@ -76,4 +76,39 @@ def fill_columns(src, x, n, count, plan):
                         if 0 <= w < w_count:
                             copy_floats(src, d + (kh * kw_count + kw) * c_count, x,
                                         (((n + i) * h_count + h) * w_count + w) * c_count, c_count)
-                d += k_total
+                d += stride
+
+
+@njit(nogil=True, cache=True)
+def fill_batch(src, x, n0, n1, plan):
+    """Images n0..n1-1 into a scratch copy of a whole batch, image n at src[n * plan[IMAGE_SIZE]:], as planes
+    (mode 1) or columns (mode 2)."""
+    if plan[0] == 2:
+        fill_columns(src, n0 * plan[4], x, n0, n1 - n0, plan)
+    else:
+        for n in range(n0, n1):
+            fill_image(src, n * plan[4], x, n, plan)
+
+
+@njit(nogil=True, cache=True)
+def pack_weight_blocks(w, out, offset, positions, outputs, inputs, kernel_hw, kernel_w, block, transpose, ob0, ob1):
+    """Blocks ob0..ob1-1 of the packed weights (direct_conv.pack_weights): out[offset + ((ob*T + t)*inputs + i)*block
+    + o] = W[o', i, kh, kw] with o' = ob*block + o and (kh, kw) = positions[t], for the flat (OC, C, KH, KW)
+    weights ``w`` (W[o', i] = w[o', i], or w[i, o'] when ``transpose``).  Outputs past ``outputs`` stay zero."""
+    t_count = positions.shape[0]
+    for ob in range(ob0, ob1):
+        base = offset + ob * t_count * inputs * block
+        stop = min(block, outputs - ob * block)
+        if transpose:  # W[o', i] = w[i, o']: read each w[i] row once
+            for i in range(inputs):
+                for o in range(stop):
+                    row = (i * outputs + ob * block + o) * kernel_hw
+                    for t in range(t_count):
+                        out[base + (t * inputs + i) * block + o] = w[row + positions[t, 0] * kernel_w + positions[t, 1]]
+        else:  # W[o', i] = w[o', i]: the block's rows o' are read side by side, the output written in order
+            for t in range(t_count):
+                tap = positions[t, 0] * kernel_w + positions[t, 1]
+                for i in range(inputs):
+                    d = base + (t * inputs + i) * block
+                    for o in range(stop):
+                        out[d + o] = w[((ob * block + o) * inputs + i) * kernel_hw + tap]
