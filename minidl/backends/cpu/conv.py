@@ -69,10 +69,12 @@ def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forw
 
 
 def direct_conv_available():
-    """numba installed and not switched off (MINIDL_DISABLE_NUMBA=1): the direct kernels can run."""
+    """numba installed and not switched off (MINIDL_DISABLE_NUMBA=1, or MINIDL_DIRECT_CONV=0 for the direct
+    kernels alone): the direct kernels can run."""
     global _direct_available
     if _direct_available is None:
         _direct_available = (os.environ.get("MINIDL_DISABLE_NUMBA", "") not in ("1", "true")
+                             and os.environ.get("MINIDL_DIRECT_CONV", "1") not in ("0", "false")
                              and importlib.util.find_spec("numba") is not None)
     return _direct_available
 
