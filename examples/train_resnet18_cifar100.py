@@ -1,7 +1,7 @@
 """E5: E4's pre-activation ResNet-18 and Keras recipe on CIFAR-100, reporting top-1 and top-5.
 
 Reported: top-5 78.42%, top-1 49.40% (``loss: 2.2637 - top_k_categorical_accuracy: 0.7842 - accuracy:
-0.4940``). Anchor for a ResNet-18 on CIFAR-100: 75.6% top-1 / 93.1% top-5 with SGD (see EXPERIMENTS.md).
+0.4940``). Anchor for a ResNet-18 on CIFAR-100: 75.6% top-1 / 93.1% top-5 with SGD (see docs/experiments.md).
 
 The recipe is E4's, unchanged (see ``train_preact_resnet18_cifar10.py``): the report's ``cifar_class.py``
 ran CIFAR-100 with the same ``ResNet_N(layers=[2, 2, 2, 2])``, Adam (Keras defaults), batch 128, 200 epochs,

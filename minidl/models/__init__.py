@@ -6,7 +6,7 @@
   or B (``"projection"``).
 - ``vgg11/13/16/19`` and ``vgg19_like`` (``vgg.py``): VGG with BatchNorm for 32x32 images.
 
-The networks particular to one experiment of ``shared/EXPERIMENTS.md`` (the Keras report's ``ResNet_N``, E7's
+The networks particular to one experiment of ``docs/experiments.md`` (the Keras report's ``ResNet_N``, E7's
 CIFAR-100 ResNet, E9's plain CNN, E11's configurable ResNet) live in ``minidl.experiments``.
 
 ``get_model(name, **kwargs)`` builds any registered network by name, those of ``minidl.experiments`` included;

@@ -11,7 +11,7 @@ Two stems:
 
 - ``stem="cifar"`` (default): ``conv1`` is a 3x3 stride-1 convolution and ``maxpool`` is an ``Identity``, so
   a 32x32 image reaches layer4 at 4x4. This is the network of the public CIFAR recipes (ResNet-18 at
-  93-95% on CIFAR-10; E2-E6, E12, E14 in EXPERIMENTS.md). ResNet-18 for 10 classes has 11,173,962 parameters.
+  93-95% on CIFAR-10; E2-E6, E12, E14 in docs/experiments.md). ResNet-18 for 10 classes has 11,173,962 parameters.
 - ``stem="imagenet"``: torchvision's 7x7 stride-2 convolution and 3x3 stride-2 max-pool, for ImageNet-pretrained
   weights (E8 and E13 load torchvision's state dict into it, with inputs resized to 224x224).
 
