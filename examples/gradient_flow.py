@@ -17,7 +17,8 @@ Networks (depth 6n+2, the CIFAR layout of ``minidl.models.CifarResNet`` on 1x28x
   (Kaiming normal, fan_in) from the same seed.
 
 Recipe, the same for every network: SGD lr ``--lr`` (0.1), momentum 0.9, weight decay 1e-4, batch 128,
-cosine annealing per step to 0, no augmentation (the question is how well the optimiser fits the training
+cosine annealing per step to 0 (``--warmup-steps K``: the first K steps at ``--warmup-lr`` 0.01, as He et al.
+warmed up ResNet-110, then the cosine over the rest), no augmentation (the question is how well the optimiser fits the training
 set); ``--subset`` class-mixed training images (a seeded permutation of the 60,000), evaluated after every
 epoch on ``--test-size`` test images (eval mode). Every network sees the same batches in the same order.
 
@@ -25,7 +26,7 @@ Gradient norms: on the training batch of steps 0 (initialisation), every ``--pro
 last step, forward hooks on every convolution of the main path keep its output and ``retain_grad()`` it;
 after ``backward()`` the script records, per layer (the stem conv is layer 1), the norm of the gradient of
 the loss with respect to the convolution's output, ``||dL/dh_l||``, and with respect to its weight,
-``||dL/dW_l||``.
+``||dL/dW_l||``, and the norm of the weight itself, ``||W_l||``.
 
 Outputs in ``--out``: ``results.json`` (every number: per-step losses, per-epoch test accuracy, all
 probes), ``curves.png`` (training loss and test accuracy per depth and family) and ``grad_norms.png``
@@ -64,6 +65,9 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=4, help="passes over the training subset")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (cosine to 0)")
+    parser.add_argument("--warmup-steps", type=int, default=0,
+                        help="train the first steps at --warmup-lr (He et al.'s ResNet-110 warm-up), then cosine")
+    parser.add_argument("--warmup-lr", type=float, default=0.01, help="learning rate during the warm-up steps")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--probe-every", type=int, default=25, help="record gradient norms every this many steps")
@@ -193,7 +197,8 @@ class GradientProbe:
     def norms(self):
         activation = [float(np.linalg.norm(self.outputs[name].grad.detach().numpy())) for name, _ in self.convs]
         weight = [float(np.linalg.norm(conv.weight.grad.detach().numpy())) for _, conv in self.convs]
-        return {"activation_grad": activation, "weight_grad": weight}
+        size = [float(np.linalg.norm(conv.weight.detach().numpy())) for _, conv in self.convs]
+        return {"activation_grad": activation, "weight_grad": weight, "weight_norm": size}
 
     def remove(self):
         for handle in self.handles:
@@ -213,6 +218,14 @@ def evaluate(model, images, labels, batch_size=500):
     return correct / len(images)
 
 
+def learning_rate(step, total_steps, args):
+    """--warmup-lr for the first --warmup-steps steps, then cosine annealing from --lr to 0."""
+    if step < args.warmup_steps:
+        return args.warmup_lr
+    progress = (step - args.warmup_steps) / max(1, total_steps - args.warmup_steps)
+    return 0.5 * args.lr * (1 + math.cos(math.pi * progress))
+
+
 def train_one(family, depth, data, args):
     """Trains one network; returns its record (losses, accuracies, probes, parameter count, time)."""
     train_x, train_y, test_x, test_y = data
@@ -228,7 +241,7 @@ def train_one(family, depth, data, args):
     start, step = time.perf_counter(), 0
     for epoch, batches in enumerate(schedule):
         for indices in batches:
-            lr = 0.5 * args.lr * (1 + math.cos(math.pi * step / total_steps))
+            lr = learning_rate(step, total_steps, args)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             probing = step == 0 or step == total_steps - 1 or step % args.probe_every == 0
@@ -289,7 +302,7 @@ def plot_curves(records, path):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
@@ -298,29 +311,43 @@ def plot_grad_norms(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    titles = {"activation_grad": "||dL/dh|| (conv output)", "weight_grad": "||dL/dW|| (conv weight)",
+              "weight_norm": "||W|| (conv weight)"}
+    keys = [key for key in titles if key in records[0]["probes"][0]]  # results of older runs lack weight_norm
     depths = sorted({r["depth"] for r in records})
-    figure, axes = plt.subplots(len(depths), 2, figsize=(11, 3.6 * len(depths)), squeeze=False)
+    figure, axes = plt.subplots(len(depths), len(keys), figsize=(5 * len(keys), 3.6 * len(depths)), squeeze=False)
     for row, depth in enumerate(depths):
         for record in (r for r in records if r["depth"] == depth):
             first, last = record["probes"][0], record["probes"][-1]
             layers = np.arange(1, len(first["weight_grad"]) + 1)
-            for col, key in enumerate(("activation_grad", "weight_grad")):
+            for col, key in enumerate(keys):
                 axis = axes[row, col]
                 axis.plot(layers, first[key], ":", marker=".", color=COLORS[record["family"]],
                           label=f"{record['family']}-{depth}, initialisation")
                 axis.plot(layers, last[key], "-", marker=".", color=COLORS[record["family"]],
                           label=f"{record['family']}-{depth}, step {last['step']}")
-        for col, what in enumerate(("||dL/dh|| (conv output)", "||dL/dW|| (conv weight)")):
-            axes[row, col].set(yscale="log", xlabel="layer (1 = stem convolution)", ylabel=what,
-                               title=f"(b) depth {depth}: {what}")
+        for col, key in enumerate(keys):
+            axes[row, col].set(yscale="log", xlabel="layer (1 = stem convolution)", ylabel=titles[key],
+                               title=f"(b) depth {depth}: {titles[key]}")
             axes[row, col].grid(alpha=0.3)
             axes[row, col].legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
 # --------------------------------------------------------------------------- summary
+def rounded(value, digits=6):
+    """``value`` with every float rounded to ``digits`` significant digits (a smaller results.json)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
 def summary(record):
     """The numbers quoted in the docs: final losses and accuracies, first/last layer gradient ratios."""
     last_epoch = record["loss"][-(record["steps"] // len(record["test_acc"])):]
@@ -350,7 +377,7 @@ def main(argv=None):
     results = {"command_args": {k: v for k, v in vars(args).items()}, "records": records}
     temporary = os.path.join(args.out, "results.json.tmp")
     with open(temporary, "w") as file:
-        json.dump(results, file, indent=1)
+        json.dump(rounded(results), file, separators=(",", ":"))
     os.replace(temporary, os.path.join(args.out, "results.json"))
     plot_curves(records, os.path.join(args.out, "curves.png"))
     plot_grad_norms(records, os.path.join(args.out, "grad_norms.png"))
