@@ -92,8 +92,9 @@ def test_doc_code_runs_and_prints_what_the_doc_shows(path, monkeypatch):
         assert ran > 0 or os.path.relpath(path, ROOT) in WITHOUT_CODE, f"{path}: no python block ran"
     finally:  # what a page imported from its own folders (docs/tiny/engine.py) does not leak into other tests
         sys.path[:] = saved_path
+        docs_folder = os.path.join(ROOT, "docs") + os.sep
         for name in set(sys.modules) - saved_modules:
-            if getattr(sys.modules[name], "__file__", None) and "/docs/" in sys.modules[name].__file__:
+            if (getattr(sys.modules[name], "__file__", None) or "").startswith(docs_folder):
                 del sys.modules[name]
 
 
