@@ -47,7 +47,8 @@ TRAINING_SCRIPTS = {
     "train_tiny_cifar10_dropout.py": SMALL + ["--image-size", "40"],
     "train_resnet20_fashion_mnist.py": [],
 }
-OTHER_SCRIPTS = ["search_configurable_resnet.py", "feature_maps.py", "evaluate.py"]
+OTHER_SCRIPTS = ["search_configurable_resnet.py", "feature_maps.py", "evaluate.py",
+                 "gradient_flow.py"]  # gradient_flow.py runs for real in tests/test_gradient_flow.py
 
 
 def script_env():
