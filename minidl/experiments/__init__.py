@@ -1,4 +1,4 @@
-"""``minidl.experiments``: what is particular to the experiments of ``shared/EXPERIMENTS.md``.
+"""``minidl.experiments``: what is particular to the experiments of ``docs/experiments.md``.
 
 The example scripts (``examples/``) state each experiment's recipe; the parts more than one of them needs,
 and the networks only an experiment uses, live here, each module named after its experiment:
