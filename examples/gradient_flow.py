@@ -63,17 +63,17 @@ def parse_args(argv=None):
     parser.add_argument("--subset", type=int, default=10000, help="training images used (of 60,000)")
     parser.add_argument("--test-size", type=int, default=2000, help="test images evaluated after each epoch")
     parser.add_argument("--epochs", type=int, default=4, help="passes over the training subset")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per SGD step")
     parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (cosine to 0)")
     parser.add_argument("--warmup-steps", type=int, default=0,
                         help="train the first steps at --warmup-lr (He et al.'s ResNet-110 warm-up), then cosine")
     parser.add_argument("--warmup-lr", type=float, default=0.01, help="learning rate during the warm-up steps")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="SGD weight decay")
     parser.add_argument("--probe-every", type=int, default=25, help="record gradient norms every this many steps")
     parser.add_argument("--data-dir", default="data", help="folder for the data set (falls back to Debian's copy)")
     parser.add_argument("--out", default=os.path.join("runs", "gradient_flow"), help="folder for results and plots")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the data order")
     args = parser.parse_args(argv)
     try:
         args.depths = [int(d) for d in args.depths.split(",") if d.strip()]
