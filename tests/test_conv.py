@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import minidl
-from minidl.functions import conv
 from minidl.functions.conv import col2im, conv2d, im2col
 from minidl.gradcheck import gradcheck
 from tests.helpers import assert_close, leaf, torch_or_skip
