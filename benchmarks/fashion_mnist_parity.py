@@ -48,7 +48,23 @@ def parse_args():
     parser.add_argument("--trace", default=None, help="JSON-lines file for per-step losses (and drifts)")
     parser.add_argument("--data-dir", default="data", help="Fashion-MNIST files (else Debian's dataset-fashion-mnist)")
     parser.add_argument("--reference", action="store_true", help="minidl's reference ops (MINIDL_REFERENCE=1)")
+    parser.add_argument("--order-offset", type=int, default=0,
+                        help="batch order (shuffle and augmentation) drawn from seed + this; the training subset "
+                             "and the initial weights stay those of the seed")
+    parser.add_argument("--results", default=None,
+                        help="JSON-lines file: each finished seed is appended; seeds already there with the same "
+                             "settings are not run again (a killed run resumes)")
+    parser.add_argument("--frameworks", nargs="+", choices=["minidl", "torch"], default=["minidl", "torch"],
+                        help="which to train (e.g. only minidl for a --reference run, PyTorch's being unchanged)")
+    parser.add_argument("--drift-every", type=int, default=10, help="with --shadow64: steps between drift records")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many steps (the schedule still spans all epochs): for --trace")
     return parser.parse_args()
+
+
+# the settings that make two result rows comparable (a row is reused on resume only if all are equal)
+SETTINGS = ("train_size", "test_size", "epochs", "batch_size", "max_lr", "dtype", "no_augment", "reference",
+            "order_offset", "max_steps", "frameworks", "threads")
 
 
 def set_threads(threads, reference):
@@ -143,42 +159,90 @@ def one_seed(seed, args, trace):
     augment = None if args.no_augment else T.Compose([T.RandomCrop(28, padding=2), T.RandomHorizontalFlip(), normalize])
     train = random_subset(FashionMNIST(args.data_dir, train=True), args.train_size, seed=seed)
     test = FashionMNIST(args.data_dir, train=False)
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=seed, transform=augment or normalize)
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=seed + args.order_offset,
+                        transform=augment or normalize)
     steps = args.epochs * len(loader)
+    last_step = min(steps, args.max_steps or steps)
     minidl.manual_seed(seed)
     model = resnet20(num_classes=10, in_channels=1)
     start = {k: np.array(v, copy=True) for k, v in model.state_dict().items()}
-    runs = {"minidl": MinidlRun(model, args, steps, args.dtype), "torch": TorchRun(start, args, steps, args.dtype)}
+    runs = {"minidl": lambda: MinidlRun(model, args, steps, args.dtype),
+            "torch": lambda: TorchRun(start, args, steps, args.dtype)}
+    runs = {name: make() for name, make in runs.items() if name in args.frameworks}
     shadows = {}
     if args.shadow64:
         twin = resnet20(num_classes=10, in_channels=1)
         twin.load_state_dict(start)
-        shadows = {"minidl": MinidlRun(twin, args, steps, "float64"), "torch": TorchRun(start, args, steps, "float64")}
+        shadows = {"minidl": lambda: MinidlRun(twin, args, steps, "float64"),
+                   "torch": lambda: TorchRun(start, args, steps, "float64")}
+        shadows = {name: make() for name, make in shadows.items() if name in args.frameworks}
     torch.set_num_threads(args.threads)
     started, step = time.perf_counter(), 0
+    seconds = {name: 0.0 for name in runs}
     for epoch in range(args.epochs):
         loader.set_epoch(epoch)
         for images, labels in loader:
+            if step == last_step:
+                break
             images, labels = images.numpy(), labels.numpy()
-            losses = {name: run.step(images, labels) for name, run in runs.items()}
-            for run in shadows.values():
-                run.step(images, labels)
+            losses, took = {}, {}
+            for name, run in runs.items():
+                tick = time.perf_counter()
+                losses[name] = run.step(images, labels)
+                took[name] = round(time.perf_counter() - tick, 3)
+                seconds[name] += took[name]
+            losses64 = {name: run.step(images, labels) for name, run in shadows.items()}
             step += 1
             if trace is not None:
-                record = {"seed": seed, "step": step, **{f"{k}_loss": v for k, v in losses.items()}}
-                if shadows and (step % 10 == 0 or step == steps):
+                record = {"seed": seed, "order_offset": args.order_offset, "step": step,
+                          **{f"{k}_loss": v for k, v in losses.items()},
+                          **{f"{k}_loss64": v for k, v in losses64.items()},
+                          **{f"{k}_seconds": v for k, v in took.items()}}
+                if shadows and (step % args.drift_every == 0 or step == last_step):
                     record.update({f"{name}_drift": drift(runs[name], shadows[name]) for name in runs})
+                    if len(runs) == 2:  # minidl's run against PyTorch's, in float64 and in float32
+                        record["drift_64"] = drift(shadows["minidl"], shadows["torch"])
+                        record["drift_32"] = drift(runs["minidl"], runs["torch"])
                 trace.write(json.dumps(record) + "\n")
                 trace.flush()
     images = np.asarray(test.images[:args.test_size], dtype=np.float32) / 255
     images = np.asarray(normalize(images, np.random.default_rng(0)))
     labels = np.asarray(test.targets[:args.test_size])
-    result = {"seed": seed, "seconds": round(time.perf_counter() - started, 1)}
+    result = {"seed": seed, "seconds": round(time.perf_counter() - started, 1),
+              "train_seconds": {name: round(value, 1) for name, value in seconds.items()}, "steps": step}
     for name, run in runs.items():
         correct = sum(run.correct(images[i:i + 1000], labels[i:i + 1000]) for i in range(0, len(labels), 1000))
         result[name] = 100 * correct / len(labels)
     result["last_losses"] = losses
+    result["settings"] = {name: getattr(args, name) for name in SETTINGS}
     return result
+
+
+def finished_rows(path, args):
+    """Rows of ``path`` (JSON lines) run with the same settings as ``args``, by seed."""
+    if not path or not os.path.exists(path):
+        return {}
+    wanted = {name: getattr(args, name) for name in SETTINGS}
+    rows = {}
+    with open(path) as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                if row.get("settings") == wanted:
+                    rows[row["seed"]] = row
+    return rows
+
+
+def difference(row):
+    return row["minidl"] - row["torch"] if "minidl" in row and "torch" in row else None
+
+
+def percent(value):
+    return "-" if value is None else f"{value:.2f}%"
+
+
+def signed(value):
+    return "-" if value is None else f"{value:+.2f}"
 
 
 def main():
@@ -186,23 +250,30 @@ def main():
     set_threads(args.threads, args.reference)
     import minidl
     import torch
-    trace = open(args.trace, "w") if args.trace else None
+    trace = open(args.trace, "a") if args.trace else None
+    done = finished_rows(args.results, args)
     rows = []
     print(f"Fashion-MNIST, {args.train_size} training images, ResNet-20, SGD Nesterov + OneCycle(max_lr "
-          f"{args.max_lr}), {args.epochs} epochs, batch {args.batch_size}, {args.dtype}, {args.threads} threads; "
+          f"{args.max_lr}), {args.epochs} epochs, batch {args.batch_size}, {args.dtype}, {args.threads} threads, "
+          f"{'reference' if args.reference else 'fast CPU'} ops, batch orders seed + {args.order_offset}; "
           f"minidl {getattr(minidl, '__version__', '?')}, torch {torch.__version__}")
     print(f"{'seed':>4} {'minidl top-1':>13} {'torch top-1':>12} {'minidl - torch':>15} {'seconds':>8}")
     for seed in args.seeds:
-        row = one_seed(seed, args, trace)
+        row = done.get(seed)
+        if row is None:
+            row = one_seed(seed, args, trace)
+            if args.results:
+                with open(args.results, "a") as results:
+                    results.write(json.dumps(row) + "\n")
         rows.append(row)
-        print(f"{seed:>4} {row['minidl']:>12.2f}% {row['torch']:>11.2f}% {row['minidl'] - row['torch']:>+14.2f} "
-              f"{row['seconds']:>8}", flush=True)
-    ours, theirs = [r["minidl"] for r in rows], [r["torch"] for r in rows]
-    differences = [a - b for a, b in zip(ours, theirs)]
-    spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0
-    print(f"mean {statistics.mean(ours):>11.2f}% {statistics.mean(theirs):>11.2f}% "
-          f"{statistics.mean(differences):>+14.2f}   (std {spread(ours):.2f} / {spread(theirs):.2f} / "
-          f"{spread(differences):.2f})")
+        print(f"{seed:>4} {percent(row.get('minidl')):>13} {percent(row.get('torch')):>12} "
+              f"{signed(difference(row)):>15} {row['seconds']:>8}", flush=True)
+    columns = [[row[name] for row in rows if name in row] for name in ("minidl", "torch")]
+    columns.append([difference(row) for row in rows if difference(row) is not None])
+    means = [statistics.mean(values) if values else None for values in columns]
+    spreads = [f"{statistics.stdev(values):.2f}" if len(values) > 1 else "-" for values in columns]
+    print(f"mean {percent(means[0]):>13} {percent(means[1]):>12} {signed(means[2]):>15}   "
+          f"(sample std {' / '.join(spreads)})")
     print(json.dumps({"args": vars(args), "rows": rows}))
     if trace:
         trace.close()
