@@ -48,7 +48,7 @@ class ELU(Function):
 
     def forward(self, x, alpha=1.0):
         xp = get_array_module(x)
-        y = xp.where(x > 0, x, xp.expm1(x) * alpha)
+        y = xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)) * alpha)  # min: no overflow in the unused branch
         if self.recording:
             self.y, self.alpha = y, alpha
         return y

@@ -6,6 +6,8 @@ Classification losses take logits or log-probabilities of shape (N, C) -- or (C,
 (N,) (or (), or (N, d1, ...)). Internally the class dim is moved last and every other dim
 flattened into rows, so the math below is written for rows i and classes c.
 """
+import numpy as np
+
 from ..autograd import Function
 from ..backend import get_array_module
 from ..errors import ArgumentError, DTypeError, ShapeError
@@ -159,7 +161,8 @@ class BinaryCrossEntropy(Function):
 
     def forward(self, x, t, weight=None, reduction="mean"):
         xp = get_array_module(x)
-        log_x, log_1mx = xp.maximum(xp.log(x), -100), xp.maximum(xp.log1p(-x), -100)
+        with np.errstate(divide="ignore"):  # log(0) = -inf, clamped (NumPy's warning only; CuPy has no errstate)
+            log_x, log_1mx = xp.maximum(xp.log(x), -100), xp.maximum(xp.log1p(-x), -100)
         loss = -(t * log_x + (1 - t) * log_1mx)
         if weight is not None:
             loss = loss * weight

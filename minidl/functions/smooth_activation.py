@@ -127,11 +127,11 @@ class CELU(Function):
     def forward(self, x, alpha=1.0, scale=1.0):
         xp = get_array_module(x)
         self.x, self.alpha, self.scale = x, alpha, scale
-        return scale * xp.where(x > 0, x, alpha * xp.expm1(x / alpha))
+        return scale * xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0) / alpha))  # min: no overflow in the unused branch
 
     def backward(self, g):
         xp = get_array_module(g)
-        return g * (self.scale * xp.where(self.x > 0, 1, xp.exp(self.x / self.alpha)))
+        return g * (self.scale * xp.where(self.x > 0, 1, xp.exp(xp.minimum(self.x, 0) / self.alpha)))
 
 
 class SELU(CELU):
@@ -142,11 +142,11 @@ class SELU(CELU):
     def forward(self, x):
         xp = get_array_module(x)
         self.x = x
-        return SELU_SCALE * xp.where(x > 0, x, SELU_ALPHA * xp.expm1(x))
+        return SELU_SCALE * xp.where(x > 0, x, SELU_ALPHA * xp.expm1(xp.minimum(x, 0)))
 
     def backward(self, g):
         xp = get_array_module(g)
-        return g * xp.where(self.x > 0, SELU_SCALE, (SELU_SCALE * SELU_ALPHA) * xp.exp(self.x))
+        return g * xp.where(self.x > 0, SELU_SCALE, (SELU_SCALE * SELU_ALPHA) * xp.exp(xp.minimum(self.x, 0)))
 
 
 class Softsign(Function):
