@@ -42,6 +42,16 @@ def standin():
         yield stand_in
 
 
+@pytest.fixture(params=["standin", pytest.param("gpu", marks=pytest.mark.gpu)])
+def device_env(request):
+    """The CUDA device to test on: the stand-in (CI; the value is its counter of syncs and copies), or the
+    real GPU (None)."""
+    if request.param == "standin":
+        yield request.getfixturevalue("standin")
+    else:
+        yield None
+
+
 @pytest.fixture
 def kernels():
     """The device backends' fast ops, even in CI's second run under MINIDL_REFERENCE=1: for tests whose

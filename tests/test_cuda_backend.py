@@ -17,17 +17,6 @@ from minidl.data import DataLoader, FakeData, transforms as T
 from minidl.nn import functional as F
 from tests.kernel_emulator import kernel_signatures
 
-gpu = pytest.mark.gpu
-
-
-@pytest.fixture(params=["standin", pytest.param("gpu", marks=gpu)])
-def device_env(request):
-    """The stand-in (CI) or the real GPU; ``counts`` is the stand-in's counter (None on a GPU)."""
-    if request.param == "standin":
-        yield request.getfixturevalue("standin")
-    else:
-        yield None
-
 
 def _leaf(array, device="cuda", requires_grad=True):
     return minidl.tensor(array).to(device).requires_grad_(requires_grad)

@@ -13,17 +13,6 @@ import minidl
 from minidl import backends
 from minidl.nn import functional as F
 
-gpu = pytest.mark.gpu
-
-
-@pytest.fixture(params=["standin", pytest.param("gpu", marks=gpu)])
-def device_env(request):
-    """The CUDA device to test on: the stand-in (CI), or the real GPU."""
-    if request.param == "standin":
-        yield request.getfixturevalue("standin")
-    else:
-        yield None
-
 
 def _conv_groups(x, w, b):
     return F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
