@@ -1,8 +1,9 @@
 """minidl/backends/cpu against the reference ops they replace, in one process.
 
 Every class registered for the CPU is run against its reference (``helpers.fast_and_reference``):
-the channels-last convolution against functions/conv.py's im2col, BatchNorm's rows path, the fused
-ReLU, the threaded add and the channels-last adaptive pooling; the numba kernels against their NumPy
+the channels-last convolution against functions/conv.py's im2col, BatchNorm's rows path (alone and
+with its ReLU fused), the fused ReLU, the threaded add, relu(a + b) in one pass and the channels-last
+adaptive pooling; the numba kernels against their NumPy
 twins; the threads' split ufuncs against one plain call.  Inputs include channels-last (non-contiguous
 NCHW) arrays, odd channel counts and sizes, strides 2, 1x1 kernels, padding wider than the kernel and
 float64.  The fast implementations are switched on here even under MINIDL_REFERENCE=1.
@@ -12,19 +13,19 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import minidl
 from minidl import memory_formats
 from minidl.backends.cpu import conv as cpu_conv, conv_gemm, kernels as cpu_kernels, threads as cpu_threads
 from minidl.backends import registry
 from minidl.backends.cpu.activation import ReLUFused
-from minidl.backends.cpu.add import AddThreaded, add_gradients_threaded
-from minidl.backends.cpu.batchnorm import BatchNormChannelsLast
+from minidl.backends.cpu.add import AddReLUThreaded, AddThreaded, add_gradients_threaded
+from minidl.backends.cpu.batchnorm import BatchNormChannelsLast, BatchNormReLUChannelsLast
 from minidl.backends.cpu.pooling import AdaptiveAvgPool2dChannelsLast
 from minidl.functions import conv
 from minidl.functions.batchnorm import batch_norm
-from tests.helpers import assert_close, fast_and_reference
+from tests.helpers import assert_close, chosen_implementations, fast_and_reference
 
 
 @pytest.fixture(autouse=True)
@@ -185,6 +186,48 @@ def test_numba_kernels_match_numpy_twins(numba_kernels, rows, cols, dtype):
         np.testing.assert_allclose(out_numba, out_numpy, rtol=tolerance, atol=tolerance, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, cols", [(1, 1), (7, 3), (1000, 17), (257, 64)])
+def test_fused_relu_kernels_match_their_twins_and_the_unfused_kernels(numba_kernels, rows, cols, dtype):
+    """scale_shift_relu is scale_shift then max(y, 0) and y > 0; the masked backward kernels are the
+    unmasked ones run on g where positive, else 0 (a NaN g where the mask is off counts as 0), to the
+    bit in numba; add_relu is max(a + b, 0) and a + b > 0.  The NumPy twins agree up to rounding."""
+    rng = np.random.default_rng(rows * cols)
+    x = (rng.standard_normal((rows, cols)) * 3 + 1).astype(dtype)
+    g = rng.standard_normal((rows, cols)).astype(dtype)
+    a, b, c = (rng.standard_normal(cols).astype(dtype) for _ in range(3))
+    mean = x.mean(axis=0)
+    positive = rng.random((rows, cols)) < 0.6
+    g[~positive] = np.nan
+    g_masked = np.where(positive, g, 0).astype(dtype)
+    numpy_kernels = cpu_kernels.numpy_kernels()
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    for kernels in (numba_kernels, numpy_kernels):
+        y, y_positive, plain = np.empty_like(x), np.empty(x.shape, dtype=bool), np.empty_like(x)
+        kernels["scale_shift_relu"](x, a, b, y, y_positive)
+        kernels["scale_shift"](x, a, b, plain)
+        np.testing.assert_array_equal(y, np.maximum(plain, 0))
+        np.testing.assert_array_equal(y_positive, plain > 0)
+        masked_sums = kernels["masked_grad_sums"](g, positive, x, mean)
+        masked_grad, unmasked_grad = np.empty_like(x), np.empty_like(x)
+        kernels["masked_input_grad"](g, positive, x, mean, a, b, c, masked_grad)
+        kernels["input_grad"](g_masked, x, mean, a, b, c, unmasked_grad)
+        assert np.isfinite(masked_sums).all() and np.isfinite(masked_grad).all()
+        if kernels is numba_kernels:
+            np.testing.assert_array_equal(masked_sums, kernels["grad_sums"](g_masked, x, mean))
+            np.testing.assert_array_equal(masked_grad, unmasked_grad)
+            numba_results = masked_sums, masked_grad
+    for got, expected in zip(numba_results, (masked_sums, masked_grad)):
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+    flat_a, flat_b = x.reshape(-1), g_masked.reshape(-1)
+    flat_b[:2] = -flat_a[:2]  # a + b = 0: no gradient
+    for kernels in (numba_kernels, numpy_kernels):
+        y, y_positive = np.empty_like(flat_a), np.empty(flat_a.shape, dtype=bool)
+        kernels["add_relu"](flat_a, flat_b, y, y_positive)
+        np.testing.assert_array_equal(y, np.maximum(flat_a + flat_b, 0))
+        np.testing.assert_array_equal(y_positive, flat_a + flat_b > 0)
+
+
 @pytest.mark.parametrize("use_numba", [False, True])
 def test_column_mean_and_var_are_accurate_for_large_offsets(use_numba, numba_kernels):
     """numba accumulates in float64 (exact to float64 rounding); the NumPy fallback sums in float32
@@ -224,6 +267,40 @@ def test_batch_norm_on_channels_last_input_matches_the_reference(shape, training
     fast, reference = fast_and_reference(run, expect=[BatchNormChannelsLast])
     assert stored_channels_last(fast[0])
     tolerance = 1e-10 if dtype == np.float64 else 1e-4
+    for got, expected in zip(fast, reference):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+
+
+@settings(max_examples=25)
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 40), st.integers(1, 5), st.integers(1, 5)),
+       training=st.booleans(), affine=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_batch_norm_relu_on_channels_last_input_matches_the_reference_composition(shape, training, affine, dtype,
+                                                                                 seed):
+    """F.batch_norm_relu runs BatchNormReLUChannelsLast (the ReLU inside the batch norm's passes) and gives
+    relu(batch_norm(x)) of the reference ops, with its gradients and running statistics."""
+    if training and shape[0] * shape[2] * shape[3] == 1:
+        return  # one value per channel: training batch norm rejects it (tested in test_batchnorm.py)
+    rng = np.random.default_rng(seed)
+    x_data = channels_last_copy((rng.standard_normal(shape) * 2 + 1).astype(dtype))
+    upstream = rng.standard_normal(shape).astype(dtype)
+    channels = shape[1]
+    weight_data = rng.standard_normal(channels).astype(dtype)
+
+    def run():
+        x = leaf(x_data, memory_format=minidl.channels_last)
+        weight = leaf(weight_data) if affine else None
+        bias = leaf(np.linspace(-1, 1, channels).astype(dtype)) if affine else None
+        running = [np.linspace(0, 1, channels).astype(dtype), np.linspace(1, 2, channels).astype(dtype)]
+        y = minidl.nn.functional.batch_norm_relu(x, *running, weight, bias, training=training)
+        (y * minidl.tensor(upstream)).sum().backward()
+        return [y.array, x.grad.array, *running] + ([weight.grad.array, bias.grad.array] if affine else [])
+
+    fast, reference = fast_and_reference(run, expect=[BatchNormReLUChannelsLast])
+    assume(np.array_equal(fast[0] > 0, reference[0] > 0))  # an output at ReLU's kink: rounding picks the side
+    assert stored_channels_last(fast[0])
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
     for got, expected in zip(fast, reference):
         assert got.dtype == dtype
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
@@ -486,6 +563,33 @@ def test_fused_relu_threaded_add_and_gradient_sum_match_the_reference(shape, cha
 
 
 @settings(max_examples=15)
+@given(shape=small_activations, layouts=st.tuples(st.booleans(), st.booleans()),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_add_relu_matches_the_reference_composition(shape, layouts, dtype, seed):
+    """F.add_relu runs AddReLUThreaded: relu(a + b) and its gradient to the bit, in a's memory order, also
+    when b lies in memory differently (then the add and the ReLU are two passes)."""
+    rng = np.random.default_rng(seed)
+    a_data, b_data, upstream = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    b_data.flat[0] = -a_data.flat[0]  # a + b = 0: ReLU's kink, no gradient, as in PyTorch...
+    upstream.flat[0] = np.nan  # ...even for a NaN gradient
+    formats = [minidl.channels_last if is_last else minidl.contiguous_format for is_last in layouts]
+    a_data, b_data = (channels_last_copy(data) if is_last else data for data, is_last in zip((a_data, b_data), layouts))
+
+    def run():
+        a, b = leaf(a_data, memory_format=formats[0]), leaf(b_data, memory_format=formats[1])
+        y = minidl.nn.functional.add_relu(a, b)
+        (y * minidl.tensor(upstream)).sum().backward()
+        return [y.array, a.grad.array, b.grad.array], y.memory_format
+
+    (fast, fast_layout), (reference, _) = fast_and_reference(run, expect=[AddReLUThreaded])
+    assert fast_layout is formats[0] and (formats[0] is minidl.contiguous_format or stored_channels_last(fast[0]))
+    assert fast[1][0, 0, 0, 0] == 0
+    for got, expected in zip(fast, reference):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=15)
 @given(shape=small_activations, output_size=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        seed=st.integers(0, 2**16))
 def test_channels_last_adaptive_avg_pool_matches_the_reference(shape, output_size, seed):
@@ -507,6 +611,8 @@ def test_channels_last_adaptive_avg_pool_matches_the_reference(shape, output_siz
 TESTED_AGAINST_THE_REFERENCE = {
     cpu_conv.Conv2dChannelsLast: test_channels_last_conv_matches_the_reference,
     BatchNormChannelsLast: test_batch_norm_on_channels_last_input_matches_the_reference,
+    BatchNormReLUChannelsLast: test_batch_norm_relu_on_channels_last_input_matches_the_reference_composition,
+    AddReLUThreaded: test_add_relu_matches_the_reference_composition,
     ReLUFused: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,
     AddThreaded: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,
     AdaptiveAvgPool2dChannelsLast: test_channels_last_adaptive_avg_pool_matches_the_reference,
@@ -540,3 +646,23 @@ def test_the_ranges_do_not_depend_on_the_number_of_threads(monkeypatch, threads)
     for count in ("2", threads):
         np.testing.assert_array_equal(sums[count][0], sums["1"][0])
         np.testing.assert_array_equal(sums[count][1], sums["1"][1])
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_the_fused_ops_give_the_same_bits_on_any_number_of_threads(monkeypatch, threads):
+    """A ResNet block's fused ops (relu(bn(x)), relu(a + b)) and their gradients, split into the same
+    16 ranges on 1, 2 or 3 threads: the same bits."""
+    rng = np.random.default_rng(3)
+    x_data = channels_last_copy((rng.standard_normal((8, 19, 6, 6)) * 3 + 1).astype(np.float32))
+    results = {}
+    for count in ("1", "2", threads):
+        monkeypatch.setenv("MINIDL_NUM_THREADS", count)
+        bn, x = minidl.nn.BatchNorm2d(19), leaf(x_data, memory_format=minidl.channels_last)
+        with chosen_implementations() as chosen:
+            y = minidl.nn.functional.add_relu(bn.forward_relu(x), x)
+        assert {BatchNormReLUChannelsLast, AddReLUThreaded} <= set(chosen)
+        (y * y).sum().backward()
+        results[count] = [y.array, x.grad.array, bn.weight.grad.array, bn.bias.grad.array, bn.running_var.array]
+    for count in ("2", threads):
+        for got, expected in zip(results[count], results["1"]):
+            np.testing.assert_array_equal(got, expected)

@@ -1,9 +1,11 @@
 """The fused ops (minidl/functions/fused.py): relu(batch_norm(x)) and relu(a + b) as one op each.
 
-Their reference implementations against finite differences (float64, hypothesis-drawn shapes, values
-kept away from ReLU's kink) and against PyTorch; the functionals take the fused op only where a device
-backend registered one (the GPU), and minidl's ResNet blocks fall back to their modules' own calls
-when a forward hook watches them.
+Their reference implementations and the CPU's fused ones against finite differences (float64,
+hypothesis-drawn shapes, values kept away from ReLU's kink) and against PyTorch; the functionals take
+the fused op only where a device backend registered one that supports the call (the GPU; the CPU for
+float arrays, batch norm on channels-last input), and minidl's ResNet blocks fall back to their
+modules' own calls when a forward hook watches them.  (tests/test_cpu_backend.py checks the CPU's
+fused ops against the reference composition.)
 """
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from minidl import nn
 from minidl.functions.fused import AddReLU, BatchNormReLU
 from minidl.gradcheck import gradcheck
 from minidl.nn import functional as F
-from helpers import leaf, torch_or_skip
+from helpers import chosen_implementations, leaf, torch_or_skip
 
 seeds = st.integers(0, 2**16)
 
@@ -48,6 +50,28 @@ def test_batch_norm_relu_gradients_match_finite_differences(n, c, hw, training, 
     assert gradcheck(fn, x, weight, bias, atol=1e-5)
 
 
+@given(n=st.integers(2, 3), c=st.integers(1, 19), hw=st.integers(1, 2), training=st.booleans(), seed=seeds)
+def test_cpu_fused_ops_gradients_match_finite_differences(n, c, hw, training, seed):
+    """relu(relu(batch_norm(x)) + x) on channels-last x: the CPU's BatchNormReLUChannelsLast and AddReLUThreaded."""
+    data = np.random.default_rng(seed)
+    x, weight, bias = leaf(data.standard_normal((n, c, hw, hw))), leaf(data.uniform(0.5, 2, c)), leaf(data.standard_normal(c))
+    mean, var = data.standard_normal(c), data.uniform(0.5, 2, c)
+
+    def fn(x, weight, bias):
+        x = x.contiguous(memory_format=minidl.channels_last)
+        return F.add_relu(F.batch_norm_relu(x, mean.copy(), var.copy(), weight, bias, training=training), x)
+
+    with minidl.backends.reference(False), chosen_implementations() as chosen:
+        out = fn(x, weight, bias)
+        normalised = F.batch_norm(x, mean.copy(), var.copy(), weight, bias, training=training).array
+        if (np.abs(normalised) < 1e-3).any() or (np.abs(np.maximum(normalised, 0) + x.array) < 1e-3).any():
+            return  # an input of a ReLU at the kink: the finite differences would straddle it
+        assert gradcheck(fn, x, weight, bias, atol=1e-5)
+    names = {cls.__name__ for cls in chosen}
+    assert {"BatchNormReLUChannelsLast", "AddReLUThreaded"} <= names, names
+    assert out.memory_format is minidl.channels_last
+
+
 def test_fused_references_match_torch(rng):
     torch = torch_or_skip()
     x, g = rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 3, 5, 5))
@@ -76,8 +100,17 @@ def test_the_functionals_fuse_only_where_a_backend_does(standin, kernels):
     x = minidl.randn(4, 3, 2, 2, requires_grad=True)
     weight, bias = minidl.ones(3, requires_grad=True), minidl.zeros(3, requires_grad=True)
     on_cpu = F.batch_norm_relu(x, None, None, weight, bias, training=True)
-    assert type(on_cpu.grad_fn).__name__ == "ReLU"  # two ops: the CPU's own batch norm keeps its fast path
-    assert type(F.add_relu(x, x).grad_fn).__name__ == "ReLU"
+    assert type(on_cpu.grad_fn).__name__ == "ReLU"  # NCHW input: two ops, the CPU fuses on channels-last rows
+    x_last = x.contiguous(memory_format=minidl.channels_last)
+    on_cpu_rows = F.batch_norm_relu(x_last, None, None, weight, bias, training=True)
+    assert type(on_cpu_rows.grad_fn).__name__ == "BatchNormReLUChannelsLast"
+    assert on_cpu_rows.memory_format is minidl.channels_last
+    np.testing.assert_allclose(on_cpu_rows.detach().array, on_cpu.detach().array, rtol=1e-6, atol=1e-7)
+    assert type(F.add_relu(x, x).grad_fn).__name__ == "AddReLUThreaded"
+    assert type(F.add_relu(x, x.to(minidl.float64)).grad_fn).__name__ == "ReLU"  # dtypes differ: two ops
+    with minidl.backends.reference():
+        assert type(F.batch_norm_relu(x_last, None, None, weight, bias, training=True).grad_fn).__name__ == "ReLU"
+        assert type(F.add_relu(x, x).grad_fn).__name__ == "ReLU"
     xc, wc, bc = x.to("cuda"), weight.to("cuda"), bias.to("cuda")
     on_cuda = F.batch_norm_relu(xc, None, None, wc, bc, training=True)
     assert type(on_cuda.grad_fn).__name__ == "BatchNormReLUCuda" and type(F.add_relu(xc, xc).grad_fn).__name__ == \

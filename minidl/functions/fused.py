@@ -1,13 +1,15 @@
 """Two pairs of ops that a device backend may run as one: relu(batch_norm(x)) and relu(a + b).
 
 Each fused op is, by definition, the composition of two reference ops, and its reference
-implementation below is exactly that composition.  Fusing saves memory passes on a GPU (the
-CUDA backend registers kernels for both); elsewhere it would only hide a faster unfused path
-(the CPU's own batch norm), so ``batch_norm_relu`` and ``add_relu`` take the fused op only where
-the device registered a fast implementation of it (``Function.has_fast_implementation``), and
-otherwise call the two ops.  Models opt
-in by calling these functionals (minidl's ResNet blocks do); their parameters and state_dict
-keys do not change.
+implementation below is exactly that composition.  Fusing saves passes over memory: the CUDA
+backend registers kernels for both, and the CPU backend registers both for float NumPy arrays
+(BatchNormReLU for channels-last input, where its batch norm runs on rows:
+``backends/cpu/batchnorm.py``; AddReLU in ``backends/cpu/add.py``).  Where no device registered one,
+the composition would only hide a faster unfused path (the CPU's BatchNorm on other layouts, say),
+so ``batch_norm_relu`` and ``add_relu`` take the fused op only where the device registered a fast
+implementation that supports the call (``Function.has_fast_implementation``), and otherwise call
+the two ops.  Models opt in by calling these functionals (minidl's ResNet blocks do); their
+parameters and state_dict keys do not change.
 """
 from ..autograd import Function
 from ..backend import get_array_module

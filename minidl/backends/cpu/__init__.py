@@ -7,11 +7,11 @@ One file, one idea:
     conv_codegen.py  writes (and caches) those kernels' register-tiled micro-kernels
     simd.py        the explicit LLVM vector type and intrinsics the micro-kernels are written with
     conv_gemm.py   the chunked im2col and row-shifted GEMMs of the other convolutions
-    batchnorm.py   BatchNorm on the (N*H*W, C) rows of a channels-last input
+    batchnorm.py   BatchNorm on the (N*H*W, C) rows of a channels-last input (and with the ReLU after it fused)
     activation.py  ReLU and its gradient in one pass each
-    add.py         the residual add and the autograd engine's gradient sum, split across threads
+    add.py         the residual add, relu(a + b) in one pass, and the engine's gradient sum, split across threads
     pooling.py     adaptive average pooling with a channels-last gradient
-    kernels.py     the numba kernels (with NumPy twins) of BatchNorm and ReLU
+    kernels.py     the numba kernels (with NumPy twins) of BatchNorm, ReLU and their fusions
     threads.py     splitting one op's batch across the CPU's cores
     allocator.py   glibc keeps freed activations in the heap (set once at ``import minidl``)
 

@@ -6,10 +6,16 @@ one fused pass over the rows (``kernels.py``, numba), split across the CPU's thr
 several whole-array NumPy passes with temporaries.  It runs for inputs tagged
 ``minidl.channels_last`` (the CPU convolution's output) and returns channels-last output, so the
 layers after it stay on their fast paths.
+
+relu(batch_norm(x)) (``functions/fused.py``'s BatchNormReLU, which minidl's ResNet blocks ask for)
+runs in the same passes: the scale-shift pass clamps at 0 and writes the mask y > 0 beside y, and
+backward's two passes over g read it where the mask is set, so the ReLU costs no pass of its own
+in either direction.
 """
 import numpy as np
 
 from ...functions.batchnorm import BatchNorm, _update_running_stats
+from ...functions.fused import BatchNormReLU
 from ...memory_formats import channels_last
 from ..registry import register
 from . import kernels
@@ -20,6 +26,7 @@ class BatchNormChannelsLast(BatchNorm):
     """The same y and gradients as BatchNorm, on the (N*H*W, C) rows of a channels-last input."""
 
     output_memory_format = channels_last
+    relu = False  # BatchNormReLUChannelsLast fuses the ReLU that follows
 
     @classmethod
     def supports(cls, inputs, params):
@@ -40,7 +47,12 @@ class BatchNormChannelsLast(BatchNorm):
         shift = -mean * scale if bias is None else bias - mean * scale
         if self.recording:
             self.x, self.mean, self.invstd, self.weight, self.training = x, mean, invstd, weight, training
-        y = kernels.scale_shift(rows, scale, shift)
+        if self.relu:
+            y, positive = kernels.scale_shift_relu(rows, scale, shift)
+            if self.recording:
+                self.positive = positive  # the (rows, C) mask y > 0: where g reaches the batch norm
+        else:
+            y = kernels.scale_shift(rows, scale, shift)
         return as_nchw(y, x.shape)
 
     def backward(self, g):
@@ -48,7 +60,8 @@ class BatchNormChannelsLast(BatchNorm):
         need_x, need_weight, need_bias = self.needs_input_grad
         rows = channel_rows(x)
         g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(rows.shape)
-        sum_g, sum_g_centred = kernels.grad_sums(g_rows, rows, mean)
+        positive = self.positive if self.relu else None  # fused ReLU: g counts only where y > 0
+        sum_g, sum_g_centred = kernels.grad_sums(g_rows, rows, mean, positive)
         sum_g_xhat = sum_g_centred * invstd
         grad_x = None
         if need_x:
@@ -58,11 +71,23 @@ class BatchNormChannelsLast(BatchNorm):
                 b, c = -scale * invstd * sum_g_xhat / m, -scale * sum_g / m
             else:
                 b = c = np.zeros_like(scale)
-            grad_x = as_nchw(kernels.input_grad(g_rows, rows, mean, scale, b.astype(x.dtype), c.astype(x.dtype)),
-                             x.shape)
+            grad_x = as_nchw(kernels.input_grad(g_rows, rows, mean, scale, b.astype(x.dtype), c.astype(x.dtype),
+                                                positive), x.shape)
         grad_weight = sum_g_xhat.astype(x.dtype) if need_weight else None
         grad_bias = sum_g.astype(x.dtype) if need_bias else None
         return grad_x, grad_weight, grad_bias
+
+
+@register(BatchNormReLU, "cpu")
+class BatchNormReLUChannelsLast(BatchNormChannelsLast, BatchNormReLU):
+    """relu(batch_norm(x)) in BatchNormChannelsLast's passes: the forward pass clamps and writes the
+    mask y > 0, the backward passes take g only where it is set (BatchNormReLU's backward, unfused)."""
+
+    relu = True
+
+    @classmethod
+    def supports(cls, inputs, params):
+        return is_channels_last_float(inputs[0])
 
 
 def is_channels_last_float(x):

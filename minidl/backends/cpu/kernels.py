@@ -5,6 +5,11 @@ BatchNorm on an (N, C, H, W) activation stored channels-last (see conv.py) works
 per-column scale and shift.  NumPy needs several whole-array passes and temporaries for each
 step; these kernels do each step in one pass over the rows, split across the CPU's threads.
 
+A ReLU after the batch norm (``functions/fused.py``'s BatchNormReLU) rides along in the same
+passes: the scale-shift pass also clamps at 0 and writes the mask y > 0, and the two backward
+passes read g only where the mask is set (``positive`` below), so g is never masked in a pass of
+its own.  The residual join relu(a + b) is one flat pass the same way (``add_relu``).
+
 Every kernel has a plain NumPy twin (``*_numpy``) with the same result up to rounding;
 tests/test_cpu_backend.py checks one against the other.  Without numba (or with
 MINIDL_DISABLE_NUMBA=1) the NumPy twins run.  numba is imported on first use, not at
@@ -41,6 +46,13 @@ def scale_shift_numpy(x, scale, shift, out):
     out += shift
 
 
+def scale_shift_relu_numpy(x, scale, shift, out, positive):
+    """out = max(x * scale + shift, 0) (NaN stays NaN) and positive = x * scale + shift > 0, per column."""
+    scale_shift_numpy(x, scale, shift, out)
+    np.greater(out, 0, out=positive)
+    np.maximum(out, 0, out=out)
+
+
 def grad_sums_numpy(g, x, mean):
     """(sum over rows of g, sum over rows of g * (x - mean)) per column, float64, as one (2, C) array."""
     centred = x - mean
@@ -56,10 +68,31 @@ def input_grad_numpy(g, x, mean, a, b, c, out):
     out += c
 
 
+def masked_grad_sums_numpy(g, positive, x, mean):
+    """grad_sums of g where positive, else 0."""
+    return grad_sums_numpy(_masked(g, positive), x, mean)
+
+
+def masked_input_grad_numpy(g, positive, x, mean, a, b, c, out):
+    """input_grad of g where positive, else 0."""
+    input_grad_numpy(_masked(g, positive), x, mean, a, b, c, out)
+
+
+def _masked(g, positive):
+    return np.where(positive, g, 0).astype(g.dtype, copy=False)
+
+
 def relu_numpy(x, y, positive):
     """y = max(x, 0) (NaN stays NaN) and positive = x > 0, for 1-D x."""
     np.maximum(x, 0, out=y)
     np.greater(x, 0, out=positive)
+
+
+def add_relu_numpy(a, b, y, positive):
+    """y = max(a + b, 0) and positive = a + b > 0, for 1-D a and b."""
+    np.add(a, b, out=y)
+    np.greater(y, 0, out=positive)
+    np.maximum(y, 0, out=y)
 
 
 def relu_grad_numpy(g, positive, out):
@@ -91,6 +124,14 @@ def _compile():
                 out[r, c] = x[r, c] * scale[c] + shift[c]
 
     @jit
+    def scale_shift_relu(x, scale, shift, out, positive):
+        for r in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                v = x[r, c] * scale[c] + shift[c]
+                positive[r, c] = v > 0
+                out[r, c] = 0 if v <= 0 else v  # NaN passes through, as in relu below
+
+    @jit
     def grad_sums(g, x, mean):
         sums = np.zeros((2, x.shape[1]), dtype=np.float64)
         for r in range(x.shape[0]):
@@ -105,6 +146,30 @@ def _compile():
             for c in range(x.shape[1]):
                 out[r, c] = g[r, c] * a[c] + (x[r, c] - mean[c]) * b[c] + c_[c]
 
+    # The masked twins of grad_sums and input_grad: g counts only where positive (ReLU's gradient,
+    # fused).  A select of g or a zero of g's dtype, not g * mask (a NaN g where the mask is off must
+    # give 0, as the ReLU's own backward does) and not an if around the sums (a branch on a random mask
+    # mispredicts: 14x slower here); the arithmetic stays in g's dtype, so the results are, to the bit,
+    # those of the unmasked kernels run on the masked g.
+    @jit
+    def masked_grad_sums(g, positive, x, mean):
+        sums = np.zeros((2, x.shape[1]), dtype=np.float64)
+        zero = g.dtype.type(0)
+        for r in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                g_rc = g[r, c] if positive[r, c] else zero
+                sums[0, c] += g_rc
+                sums[1, c] += g_rc * (x[r, c] - mean[c])
+        return sums
+
+    @jit
+    def masked_input_grad(g, positive, x, mean, a, b, c_, out):
+        zero = g.dtype.type(0)
+        for r in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                g_rc = g[r, c] if positive[r, c] else zero
+                out[r, c] = g_rc * a[c] + (x[r, c] - mean[c]) * b[c] + c_[c]
+
     @jit
     def relu(x, y, positive):
         for i in range(x.shape[0]):
@@ -113,12 +178,20 @@ def _compile():
             y[i] = 0 if v <= 0 else v  # NaN > 0 and NaN <= 0 are both false: NaN passes through, as in np.maximum
 
     @jit
+    def add_relu(a, b, y, positive):
+        for i in range(a.shape[0]):
+            v = a[i] + b[i]
+            positive[i] = v > 0
+            y[i] = 0 if v <= 0 else v
+
+    @jit
     def relu_grad(g, positive, out):
         for i in range(g.shape[0]):
             out[i] = g[i] if positive[i] else 0
 
-    return dict(shifted_sums=shifted_sums, scale_shift=scale_shift, grad_sums=grad_sums, input_grad=input_grad,
-                relu=relu, relu_grad=relu_grad)
+    return dict(shifted_sums=shifted_sums, scale_shift=scale_shift, scale_shift_relu=scale_shift_relu,
+                grad_sums=grad_sums, input_grad=input_grad, masked_grad_sums=masked_grad_sums,
+                masked_input_grad=masked_input_grad, relu=relu, add_relu=add_relu, relu_grad=relu_grad)
 
 
 _kernels = None
@@ -138,8 +211,10 @@ def kernels():
 
 
 def numpy_kernels():
-    return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, grad_sums=grad_sums_numpy,
-                input_grad=input_grad_numpy, relu=relu_numpy, relu_grad=relu_grad_numpy)
+    return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, scale_shift_relu=scale_shift_relu_numpy,
+                grad_sums=grad_sums_numpy, input_grad=input_grad_numpy, masked_grad_sums=masked_grad_sums_numpy,
+                masked_input_grad=masked_input_grad_numpy, relu=relu_numpy, add_relu=add_relu_numpy,
+                relu_grad=relu_grad_numpy)
 
 
 # ------------------------------------------------------------------ whole-array passes, rows split across threads
@@ -165,19 +240,39 @@ def scale_shift(x, scale, shift, kernels=None):
     return out
 
 
-def grad_sums(g, x, mean, kernels=None):
-    """(sum of g, sum of g * (x - mean)) per column, float64."""
+def scale_shift_relu(x, scale, shift, kernels=None):
+    """(max(x * scale + shift, 0), x * scale + shift > 0) per column, two new (rows, C) arrays, one pass."""
     k = kernels or globals()["kernels"]()
-    sums = sum(map_ranges(lambda a, b: k["grad_sums"](g[a:b], x[a:b], mean), len(x), 2 * x.size))
+    out, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
+    map_ranges(lambda a, b: k["scale_shift_relu"](x[a:b], scale, shift, out[a:b], positive[a:b]), len(x),
+               2 * x.size)
+    return out, positive
+
+
+def grad_sums(g, x, mean, positive=None, kernels=None):
+    """(sum of g, sum of g * (x - mean)) per column, float64; with ``positive``, of g where positive, else 0."""
+    k = kernels or globals()["kernels"]()
+    if positive is None:
+        sums = map_ranges(lambda a, b: k["grad_sums"](g[a:b], x[a:b], mean), len(x), 2 * x.size)
+    else:
+        sums = map_ranges(lambda a, b: k["masked_grad_sums"](g[a:b], positive[a:b], x[a:b], mean), len(x),
+                          2 * x.size)
+    sums = sum(sums)
     return sums[0], sums[1]
 
 
-def input_grad(g, x, mean, a, b, c, kernels=None):
-    """g * a + (x - mean) * b + c per column, a new (rows, C) array."""
+def input_grad(g, x, mean, a, b, c, positive=None, kernels=None):
+    """g * a + (x - mean) * b + c per column, a new (rows, C) array; with ``positive``, of g where
+    positive, else 0."""
     k = kernels or globals()["kernels"]()
     out = np.empty_like(x)
-    map_ranges(lambda first, stop: k["input_grad"](g[first:stop], x[first:stop], mean, a, b, c, out[first:stop]),
-               len(x), 3 * x.size)
+    if positive is None:
+        def work(first, stop):
+            k["input_grad"](g[first:stop], x[first:stop], mean, a, b, c, out[first:stop])
+    else:
+        def work(first, stop):
+            k["masked_input_grad"](g[first:stop], positive[first:stop], x[first:stop], mean, a, b, c, out[first:stop])
+    map_ranges(work, len(x), 3 * x.size)
     return out
 
 
@@ -196,6 +291,22 @@ def relu(x, kernels=None):
     return y, positive
 
 
+def add_relu(a, b, kernels=None):
+    """(max(a + b, 0), a + b > 0) in one pass; both results have a's layout.
+
+    None unless a and b are float32/float64 arrays of one shape and dtype that lie in memory in the
+    same dense axis order (then there is one flat view of each to walk).
+    """
+    k = kernels or globals()["kernels"]()
+    order = _memory_order(a)
+    if a.dtype not in (np.float32, np.float64) or b.dtype != a.dtype or b.shape != a.shape or order is None \
+            or not b.transpose(order).flags.c_contiguous:
+        return None
+    y, positive = np.empty_like(a), np.empty_like(a, dtype=bool)
+    _flat_pass(k["add_relu"], (a, b, y, positive), order, values_per_element=3)
+    return y, positive
+
+
 def relu_grad(g, positive, kernels=None):
     """g where positive else 0, in one pass; None unless g is float32/float64 and g and positive
     lie in memory in the same dense axis order (then there is one flat view of each to walk)."""
@@ -209,12 +320,12 @@ def relu_grad(g, positive, kernels=None):
     return out
 
 
-def _flat_pass(kernel, arrays, order):
+def _flat_pass(kernel, arrays, order, values_per_element=2):
     """kernel(*flat slices) over equal-shaped arrays dense in axis ``order``, split across threads
-    (each element read once and written once: 2 values per element for the threading threshold)."""
+    (``values_per_element`` read or written, for the threading threshold: ReLU reads one, writes one)."""
     flat = [a.transpose(order).reshape(-1) for a in arrays]
     size = flat[0].size
-    map_ranges(lambda first, stop: kernel(*(a[first:stop] for a in flat)), size, 2 * size)
+    map_ranges(lambda first, stop: kernel(*(a[first:stop] for a in flat)), size, values_per_element * size)
 
 
 def _memory_order(x):
