@@ -261,8 +261,11 @@ def test_the_readme_walkthrough_works_as_written(tmp_path):
     train, resume, extend, evaluate, maps = [[sys.executable] + c[1:] for c in commands]
 
     # 1. train; press Ctrl-C during epoch 2
+    # SIG_DFL in the child, so Python installs its Ctrl-C handler even when this test runs in a background job
+    # (whose shell hands SIGINT down ignored)
     process = subprocess.Popen(train, cwd=tmp_path, env=script_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not (run / "history.json").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -263,7 +263,16 @@ def test_the_cache_temporary_never_follows_a_planted_symlink(tmp_path):
 
 
 # ------------------------------------------------------------------ Ctrl-C
-def test_ctrl_c_while_writing_the_curves_finishes_them_then_stops(tmp_path, monkeypatch):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler, as in a terminal: a process started in the background by a shell without
+    job control inherits SIGINT ignored, and no Ctrl-C would reach the trainer."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_writing_the_curves_finishes_them_then_stops(tmp_path, monkeypatch, ctrl_c_raises):
     trainer, train, val = tiny_run(tmp_path)
     real_plot = History.plot
 
