@@ -49,7 +49,7 @@ import minidl.nn.functional as F
 from minidl import optim
 from minidl.data import FashionMNIST
 from minidl.models.resnet import BasicBlock
-from minidl.models.resnet_cifar import ZeroPadShortcut
+from minidl.models.resnet_cifar import ZeroPadShortcut, kaiming_init
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's pixel mean and standard deviation (on [0, 1])
 FAMILIES = ("plain", "resnet")
@@ -120,12 +120,7 @@ class CifarNet(nn.Module):
         self.layer3 = self._make_layer(4 * width, blocks_per_stage, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(4 * width, num_classes)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_init(self)
 
     def _block(self, inplanes, planes, stride):
         if not self.residual:

@@ -242,13 +242,9 @@ def test_column_mean_and_var_are_accurate_for_large_offsets(use_numba, numba_ker
 
 
 # ---------------------------------------------------------------- BatchNorm rows path
-@settings(max_examples=20)
-@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 7), st.integers(1, 5), st.integers(1, 5)),
-       training=st.booleans(), affine=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
-       seed=st.integers(0, 2**16))
-def test_batch_norm_on_channels_last_input_matches_the_reference(shape, training, affine, dtype, seed):
-    if training and shape[0] * shape[2] * shape[3] == 1:
-        return  # one value per channel: training batch norm rejects it (tested in test_batchnorm.py)
+def batch_norm_run(function, shape, training, affine, dtype, seed):
+    """A run of ``function`` (batch_norm or batch_norm_relu) on a channels-last input drawn from ``seed``,
+    returning y, dL/dx, the running statistics and, if ``affine``, dL/dweight and dL/dbias."""
     rng = np.random.default_rng(seed)
     x_data = channels_last_copy((rng.standard_normal(shape) * 2 + 1).astype(dtype))
     upstream = rng.standard_normal(shape).astype(dtype)
@@ -260,10 +256,20 @@ def test_batch_norm_on_channels_last_input_matches_the_reference(shape, training
         weight = leaf(weight_data) if affine else None
         bias = leaf(np.linspace(-1, 1, channels).astype(dtype)) if affine else None
         running = [np.linspace(0, 1, channels).astype(dtype), np.linspace(1, 2, channels).astype(dtype)]
-        y = batch_norm(x, *running, weight, bias, training=training)
+        y = function(x, *running, weight, bias, training=training)
         (y * minidl.tensor(upstream)).sum().backward()
         return [y.array, x.grad.array, *running] + ([weight.grad.array, bias.grad.array] if affine else [])
+    return run
 
+
+@settings(max_examples=20)
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 7), st.integers(1, 5), st.integers(1, 5)),
+       training=st.booleans(), affine=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_batch_norm_on_channels_last_input_matches_the_reference(shape, training, affine, dtype, seed):
+    if training and shape[0] * shape[2] * shape[3] == 1:
+        return  # one value per channel: training batch norm rejects it (tested in test_batchnorm.py)
+    run = batch_norm_run(batch_norm, shape, training, affine, dtype, seed)
     fast, reference = fast_and_reference(run, expect=[BatchNormChannelsLast])
     assert stored_channels_last(fast[0])
     tolerance = 1e-10 if dtype == np.float64 else 1e-4
@@ -282,21 +288,7 @@ def test_batch_norm_relu_on_channels_last_input_matches_the_reference_compositio
     relu(batch_norm(x)) of the reference ops, with its gradients and running statistics."""
     if training and shape[0] * shape[2] * shape[3] == 1:
         return  # one value per channel: training batch norm rejects it (tested in test_batchnorm.py)
-    rng = np.random.default_rng(seed)
-    x_data = channels_last_copy((rng.standard_normal(shape) * 2 + 1).astype(dtype))
-    upstream = rng.standard_normal(shape).astype(dtype)
-    channels = shape[1]
-    weight_data = rng.standard_normal(channels).astype(dtype)
-
-    def run():
-        x = leaf(x_data, memory_format=minidl.channels_last)
-        weight = leaf(weight_data) if affine else None
-        bias = leaf(np.linspace(-1, 1, channels).astype(dtype)) if affine else None
-        running = [np.linspace(0, 1, channels).astype(dtype), np.linspace(1, 2, channels).astype(dtype)]
-        y = minidl.nn.functional.batch_norm_relu(x, *running, weight, bias, training=training)
-        (y * minidl.tensor(upstream)).sum().backward()
-        return [y.array, x.grad.array, *running] + ([weight.grad.array, bias.grad.array] if affine else [])
-
+    run = batch_norm_run(minidl.nn.functional.batch_norm_relu, shape, training, affine, dtype, seed)
     fast, reference = fast_and_reference(run, expect=[BatchNormReLUChannelsLast])
     assume(np.array_equal(fast[0] > 0, reference[0] > 0))  # an output at ReLU's kink: rounding picks the side
     assert stored_channels_last(fast[0])

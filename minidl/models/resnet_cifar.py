@@ -29,6 +29,17 @@ __all__ = ["ZeroPadShortcut", "CifarResNet", "resnet20", "resnet32", "resnet44",
 SHORTCUTS = ("projection", "zero_pad")
 
 
+def kaiming_init(model):
+    """He et al.'s CIFAR initialisation: Kaiming normal (fan_in) for every conv and linear weight, BN weight 1
+    and bias 0 (the biases of linear layers keep PyTorch's default)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class ZeroPadShortcut(nn.Module):
     """He et al.'s option A shortcut: ``x[:, :, ::stride, ::stride]`` with zero channels added on both sides.
 
@@ -68,7 +79,7 @@ class CifarResNet(nn.Module):
         self.layer3 = self._make_layer(64, blocks_per_stage, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(64, num_classes)
-        self._init_weights()
+        kaiming_init(self)
 
     def _make_layer(self, planes, blocks, stride):
         downsample = None
@@ -81,14 +92,6 @@ class CifarResNet(nn.Module):
         self.inplanes = planes
         layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
-
-    def _init_weights(self):
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward(self, x):
         x = bn_relu(self.bn1, self.relu, self.conv1(x))

@@ -14,9 +14,7 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
-                             f"divisible by groups ({groups})")
+        _check_groups("Conv2d", in_channels, out_channels, groups)
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode {padding_mode!r} is not supported; "
                              f"valid modes: {', '.join(_PADDING_MODES)}")
@@ -24,12 +22,7 @@ class Conv2d(Module):
         self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
         self.padding = self._resolve_padding(padding)
         self.padding_mode = padding_mode
-        self.weight = _empty_parameter((out_channels, in_channels // groups) + self.kernel_size, dtype, device)
-        if bias:
-            self.bias = _empty_parameter((out_channels,), dtype, device)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _add_parameters(self, (out_channels, in_channels // groups) + self.kernel_size, bias, dtype, device)
 
     def _resolve_padding(self, padding):
         """An int, a pair, 'valid' (no padding) or 'same' (output size = input size, stride 1)."""
@@ -49,11 +42,7 @@ class Conv2d(Module):
 
     def reset_parameters(self):
         """PyTorch's default: weight ~ kaiming_uniform(a=sqrt(5)), bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        _reset_like_pytorch(self)
 
     def forward(self, input):
         if input.ndim != 4:
@@ -65,16 +54,7 @@ class Conv2d(Module):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            text += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        if self.bias is None:
-            text += ", bias=False"
-        return text
+        return _conv_repr(self, ("padding", "dilation"))
 
 
 def _reset_like_pytorch(layer):
@@ -85,6 +65,30 @@ def _reset_like_pytorch(layer):
         fan_in, _ = init._calculate_fan_in_and_fan_out(layer.weight)
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
         init.uniform_(layer.bias, -bound, bound)
+
+
+def _add_parameters(layer, weight_shape, bias, dtype, device, out_channels=None):
+    """``layer.weight`` of ``weight_shape`` and ``layer.bias`` (out_channels,) or None, then PyTorch's init."""
+    layer.weight = _empty_parameter(weight_shape, dtype, device)
+    if bias:
+        layer.bias = _empty_parameter((weight_shape[0] if out_channels is None else out_channels,), dtype, device)
+    else:
+        layer.register_parameter("bias", None)
+    layer.reset_parameters()
+
+
+def _conv_repr(layer, optional):
+    """PyTorch's repr of a convolution: channels, kernel and stride, then the ``optional`` attributes that
+    differ from their defaults (padding/output_padding 0, dilation 1), groups and bias=False."""
+    text = f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, stride={layer.stride}"
+    dims = len(layer.kernel_size)
+    for name in optional:
+        value = getattr(layer, name)
+        if value != ((1,) * dims if name == "dilation" else (0,) * dims):
+            text += f", {name}={value}"
+    if layer.groups != 1:
+        text += f", groups={layer.groups}"
+    return text + (", bias=False" if layer.bias is None else "")
 
 
 def _check_groups(name, in_channels, out_channels, groups):
@@ -108,12 +112,7 @@ class Conv1d(Module):
         self.kernel_size, self.stride, self.dilation = single(kernel_size), single(stride), single(dilation)
         self.padding = padding if isinstance(padding, str) else single(padding)
         self.padding_mode = padding_mode
-        self.weight = _empty_parameter((out_channels, in_channels // groups) + self.kernel_size, dtype, device)
-        if bias:
-            self.bias = _empty_parameter((out_channels,), dtype, device)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _add_parameters(self, (out_channels, in_channels // groups) + self.kernel_size, bias, dtype, device)
 
     def reset_parameters(self):
         _reset_like_pytorch(self)
@@ -125,14 +124,7 @@ class Conv1d(Module):
         return F.conv1d(input, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups)
 
     def extra_repr(self):
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,):
-            text += f", padding={self.padding}"
-        if self.dilation != (1,):
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        return text + (", bias=False" if self.bias is None else "")
+        return _conv_repr(self, ("padding", "dilation"))
 
 
 class ConvTranspose2d(Module):
@@ -151,12 +143,8 @@ class ConvTranspose2d(Module):
         self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
         self.output_padding, self.dilation = _pair(output_padding), _pair(dilation)
         self.padding_mode = padding_mode
-        self.weight = _empty_parameter((in_channels, out_channels // groups) + self.kernel_size, dtype, device)
-        if bias:
-            self.bias = _empty_parameter((out_channels,), dtype, device)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _add_parameters(self, (in_channels, out_channels // groups) + self.kernel_size, bias, dtype, device,
+                        out_channels)
 
     def reset_parameters(self):
         _reset_like_pytorch(self)
@@ -181,13 +169,4 @@ class ConvTranspose2d(Module):
         return tuple(padding)
 
     def extra_repr(self):
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            text += f", padding={self.padding}"
-        if self.output_padding != (0, 0):
-            text += f", output_padding={self.output_padding}"
-        if self.dilation != (1, 1):
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        return text + (", bias=False" if self.bias is None else "")
+        return _conv_repr(self, ("padding", "output_padding", "dilation"))
