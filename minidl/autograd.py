@@ -357,9 +357,11 @@ class Profiler:
     def report(self, steps=1):
         rows = self.table(steps)
         total = sum(row[2] for row in rows) or 1.0
-        lines = [f"{'op':<24}{'phase':<10}{'ms/step':>10}{'calls':>8}{'share':>8}"]
-        lines += [f"{name:<24}{phase:<10}{ms:>10.2f}{calls:>8.0f}{ms / total:>8.1%}" for name, phase, ms, calls in rows]
-        lines.append(f"{'total (ops only)':<34}{total:>10.2f}")
+        width = max([24] + [len(row[0]) + 2 for row in rows])  # the op's name, then at least two spaces
+        lines = [f"{'op':<{width}}{'phase':<10}{'ms/step':>10}{'calls':>8}{'share':>8}"]
+        lines += [f"{name:<{width}}{phase:<10}{ms:>10.2f}{calls:>8.0f}{ms / total:>8.1%}"
+                  for name, phase, ms, calls in rows]
+        lines.append(f"{'total (ops only)':<{width + 10}}{total:>10.2f}")
         return "\n".join(lines)
 
 

@@ -154,3 +154,29 @@ def test_a_batch_norm_subclass_with_its_own_forward_is_not_fused_away(standin, k
     doubled = Doubled(3).to("cuda")
     np.testing.assert_allclose(doubled.forward_relu(x).cpu().array, F.relu(nn.BatchNorm2d(3).to("cuda")(x) * 2).cpu()
                                .array, rtol=1e-6)
+
+
+def test_sequential_fuses_a_batch_norm_and_the_relu_after_it():
+    torch_order = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                                nn.MaxPool2d(2))
+    x = minidl.randn(2, 3, 6, 6).contiguous(memory_format=minidl.channels_last)
+    features = torch_order[:3](x)
+    assert type(features.grad_fn).__name__ == "BatchNormReLUChannelsLast"
+    assert torch_order[1].num_batches_tracked.item() == 1
+    with minidl.backends.reference():  # no fused op on the device: the modules' own calls
+        unfused = torch_order[:3](x)
+    assert type(unfused.grad_fn).__name__ == "ReLU"
+    np.testing.assert_allclose(features.detach().array, unfused.detach().array, rtol=1e-5, atol=1e-6)
+    assert list(torch_order.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
+                                              "1.running_var", "1.num_batches_tracked"]
+
+
+def test_sequential_runs_the_modules_themselves_when_a_hook_watches():
+    model = nn.Sequential(nn.BatchNorm2d(4), nn.ReLU(), nn.BatchNorm2d(4), nn.LeakyReLU())
+    x = minidl.randn(2, 4, 3, 3).contiguous(memory_format=minidl.channels_last)
+    seen = []
+    model[1].register_forward_hook(lambda module, args, output: seen.append(float(output.min())))
+    out = model(x)
+    assert seen == [0.0] and type(out.grad_fn).__name__ == "LeakyReLU"  # LeakyReLU is not ReLU: never fused
+    model[1]._forward_hooks.clear()
+    assert type(model[:2](x).grad_fn).__name__ == "BatchNormReLUChannelsLast"

@@ -20,6 +20,7 @@ freezes the first 6 or first 10 children).
 """
 from .. import nn
 from ..nn import functional as F
+from ..nn.modules.batchnorm import fuses_with_relu
 from .registry import register_model
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50"]
@@ -44,7 +45,7 @@ def _hooked(*modules):
 def bn_relu(bn, relu, x):
     """``relu(bn(x))``: one fused op where the device has it (``BatchNorm2d.forward_relu``), the two
     modules' own calls when a hook watches either (so hooks see what they expect)."""
-    if _hooked(bn, relu) or type(relu) is not nn.ReLU or not hasattr(bn, "forward_relu"):
+    if not fuses_with_relu(bn, relu):
         return relu(bn(x))
     return bn.forward_relu(x)
 

@@ -4,6 +4,7 @@ import numpy as np
 
 from ... import creation
 from .. import functional as F, init
+from .activation import ReLU
 from ..parameter import Parameter
 from .module import Module
 
@@ -100,3 +101,11 @@ class BatchNorm2d(_BatchNorm):
     @property
     def _layout(self):
         return f"(N, {self.num_features}, H, W)"
+
+
+def fuses_with_relu(bn, relu):
+    """True when ``relu(bn(x))`` may run as ``bn.forward_relu(x)``: ``bn`` is a BatchNorm, ``relu`` is exactly
+    ``nn.ReLU`` (the result is the same with ``inplace``), and no forward hook watches either module (a hook
+    must see the module's own call and output)."""
+    return (isinstance(bn, _BatchNorm) and type(relu) is ReLU
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in (bn, relu)))
