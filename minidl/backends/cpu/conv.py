@@ -37,7 +37,7 @@ from ...functions.conv import Conv2d, output_size, window_slice
 from ...memory_formats import channels_last
 from ..registry import register
 from . import conv_gemm as gemm
-from .threads import map_ranges
+from .threads import for_ranges, map_ranges
 
 # KW*C up to which the row-shifted GEMMs beat the full im2col (measured with 3x3 kernels: the forward
 # and the weight gradient gain at C = 16 and 32, neither at 64).  Below ROW_SHIFT_MIN_CHANNELS the
@@ -149,7 +149,7 @@ def pad_channels_last(x_nhwc, padding):
         part[:, :top], part[:, top + h:], part[:, :, :left], part[:, :, left + w:] = 0, 0, 0, 0
         part[:, top:top + h, left:left + w] = x_nhwc[first:stop]
 
-    map_ranges(images, n, padded.size + x_nhwc.size)
+    for_ranges(images, n, padded.size + x_nhwc.size)
     return padded
 
 

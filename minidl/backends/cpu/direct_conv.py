@@ -34,7 +34,7 @@ vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM 
 import numpy as np
 
 from ...functions.conv import output_size
-from .threads import map_ranges
+from .threads import for_ranges, map_ranges
 from . import conv_codegen, simd
 from .scratch import C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, IMAGE_SIZE, IN_PLACE, MODE, PLANES, SLACK, fill_batch, pack_weight_blocks
 
@@ -221,7 +221,7 @@ def pack_weights(weight, plan, transpose, block, flip=False):
         plan.phases[p, 1] = offset
         kernel = np.array([(kernel_h - 1 - i, kernel_w - 1 - j) if flip else (i, j) for i, j in positions],
                           dtype=np.int64).reshape(-1, 2)
-        map_ranges(lambda first, stop: pack_weight_blocks(flat, packed, offset, kernel, outputs, inputs,
+        for_ranges(lambda first, stop: pack_weight_blocks(flat, packed, offset, kernel, outputs, inputs,
                                                           kernel_h * kernel_w, kernel_w, block, transpose, first, stop),
                    padded // block, sizes[p], PARALLEL_MIN_COPY)
         offset += sizes[p]
@@ -238,7 +238,7 @@ def _convolve(plan, source, images, out_channels, weights, bias, out_pixels, mod
         module.conv_images(source, first, stop, plan.plan, plan.taps, plan.phases, weights, bias, y, out_channels,
                            0, out_channels)
 
-    map_ranges(work, images, flops, PARALLEL_MIN_FLOPS)
+    for_ranges(work, images, flops, PARALLEL_MIN_FLOPS)
     return y
 
 
@@ -248,7 +248,7 @@ def _fill_batch(plan, source, images):
     if plan.plan[MODE] == IN_PLACE:
         return source
     scratch = np.zeros(images * int(plan.plan[IMAGE_SIZE]) + int(plan.plan[SLACK]), dtype=np.float32)
-    map_ranges(lambda first, stop: fill_batch(scratch, source, first, stop, plan.plan), images, scratch.size,
+    for_ranges(lambda first, stop: fill_batch(scratch, source, first, stop, plan.plan), images, scratch.size,
                PARALLEL_MIN_COPY)
     plan.plan[MODE] = IN_PLACE
     return scratch
@@ -334,7 +334,7 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
             module.weight_grad_images(source, g_flat, 0, n, plan.plan, offsets, oh, ow, oc, ocp, band_rows, dw,
                                       first * v_count * width, stop * v_count * width)
 
-        map_ranges(channel_blocks, blocks, flops, PARALLEL_MIN_FLOPS)
+        for_ranges(channel_blocks, blocks, flops, PARALLEL_MIN_FLOPS)
     else:
         # the ranges take images, each summing into its own dW; the partial sums are added in range order,
         # so the result does not depend on the number of threads (threads.map_ranges)

@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from .threads import map_ranges
+from .threads import for_ranges, map_ranges
 
 
 # ------------------------------------------------------------------ NumPy twins (one row range each)
@@ -236,7 +236,7 @@ def scale_shift(x, scale, shift, kernels=None):
     """x * scale + shift per column, a new (rows, C) array."""
     k = kernels or globals()["kernels"]()
     out = np.empty_like(x)
-    map_ranges(lambda a, b: k["scale_shift"](x[a:b], scale, shift, out[a:b]), len(x), 2 * x.size)
+    for_ranges(lambda a, b: k["scale_shift"](x[a:b], scale, shift, out[a:b]), len(x), 2 * x.size)
     return out
 
 
@@ -244,7 +244,7 @@ def scale_shift_relu(x, scale, shift, kernels=None):
     """(max(x * scale + shift, 0), x * scale + shift > 0) per column, two new (rows, C) arrays, one pass."""
     k = kernels or globals()["kernels"]()
     out, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
-    map_ranges(lambda a, b: k["scale_shift_relu"](x[a:b], scale, shift, out[a:b], positive[a:b]), len(x),
+    for_ranges(lambda a, b: k["scale_shift_relu"](x[a:b], scale, shift, out[a:b], positive[a:b]), len(x),
                2 * x.size)
     return out, positive
 
@@ -272,7 +272,7 @@ def input_grad(g, x, mean, a, b, c, positive=None, kernels=None):
     else:
         def work(first, stop):
             k["masked_input_grad"](g[first:stop], positive[first:stop], x[first:stop], mean, a, b, c, out[first:stop])
-    map_ranges(work, len(x), 3 * x.size)
+    for_ranges(work, len(x), 3 * x.size)
     return out
 
 
@@ -325,7 +325,7 @@ def _flat_pass(kernel, arrays, order, values_per_element=2):
     (``values_per_element`` read or written, for the threading threshold: ReLU reads one, writes one)."""
     flat = [a.transpose(order).reshape(-1) for a in arrays]
     size = flat[0].size
-    map_ranges(lambda first, stop: kernel(*(a[first:stop] for a in flat)), size, values_per_element * size)
+    for_ranges(lambda first, stop: kernel(*(a[first:stop] for a in flat)), size, values_per_element * size)
 
 
 def _memory_order(x):

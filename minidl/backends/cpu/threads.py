@@ -68,7 +68,7 @@ def map_ranges(work, count, size=None, min_size=None):
     ranges = split(count, FIXED_SLICES)
     threads = min(num_threads(), len(ranges))
     if threads == 1:
-        return [_single_threaded_blas(lambda: work(*bounds)) for bounds in ranges]
+        return _single_threaded_blas(lambda: [work(*bounds) for bounds in ranges])
     pool = _get_pool(threads - 1)
     results = [None] * len(ranges)
     next_index = iter(range(len(ranges)))  # next() on a range iterator is atomic under the GIL
@@ -88,6 +88,17 @@ def map_ranges(work, count, size=None, min_size=None):
         if not future.cancel():  # cancel() is False once the worker started: wait for its last range
             future.result()
     return results
+
+
+def for_ranges(work, count, size=None, min_size=None):
+    """work(first, stop) over ranges covering range(count), for work whose ranges each write their own part
+    of the result, so that the split cannot change it (a copy, an elementwise pass, a convolution image by
+    image).  One thread makes one call ``work(0, count)``; more share map_ranges's ranges.  (A sum over ranges
+    must use map_ranges itself: its fixed ranges make the sum the same on any number of threads.)"""
+    if num_threads() == 1:
+        work(0, count)
+    else:
+        map_ranges(work, count, size, min_size)
 
 
 def _get_pool(workers):
@@ -153,9 +164,9 @@ def ufunc(function, a, b, out_dtype=None):
     if 3 * a.size < PARALLEL_MIN_SIZE or num_threads() == 1:  # reads 2 values, writes 1
         function(a, b, out=out)
     elif np.ndim(b) == 0:
-        map_ranges(lambda first, stop: function(a[first:stop], b, out=out[first:stop]), len(a))
+        for_ranges(lambda first, stop: function(a[first:stop], b, out=out[first:stop]), len(a))
     else:
-        map_ranges(lambda first, stop: function(a[first:stop], b[first:stop], out=out[first:stop]), len(a))
+        for_ranges(lambda first, stop: function(a[first:stop], b[first:stop], out=out[first:stop]), len(a))
     return out
 
 
