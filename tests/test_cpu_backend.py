@@ -3,7 +3,7 @@
 Every class registered for the CPU is run against its reference (``helpers.fast_and_reference``):
 the channels-last convolution against functions/conv.py's im2col, BatchNorm's rows path (alone and
 with its ReLU fused), the fused ReLU, the threaded add, relu(a + b) in one pass and the channels-last
-adaptive pooling; the numba kernels against their NumPy
+adaptive pooling (max pooling: tests/test_cpu_pooling.py); the numba kernels against their NumPy
 twins; the threads' split ufuncs against one plain call.  Inputs include channels-last (non-contiguous
 NCHW) arrays, odd channel counts and sizes, strides 2, 1x1 kernels, padding wider than the kernel and
 float64.  The fast implementations are switched on here even under MINIDL_REFERENCE=1.
@@ -22,9 +22,10 @@ from minidl.backends import registry
 from minidl.backends.cpu.activation import ReLUFused
 from minidl.backends.cpu.add import AddReLUThreaded, AddThreaded, add_gradients_threaded
 from minidl.backends.cpu.batchnorm import BatchNormChannelsLast, BatchNormReLUChannelsLast
-from minidl.backends.cpu.pooling import AdaptiveAvgPool2dChannelsLast
+from minidl.backends.cpu.pooling import AdaptiveAvgPool2dChannelsLast, MaxPool2dChannelsLast
 from minidl.functions import conv
 from minidl.functions.batchnorm import batch_norm
+from tests import test_cpu_pooling
 from tests.helpers import assert_close, chosen_implementations, fast_and_reference
 
 
@@ -608,6 +609,7 @@ TESTED_AGAINST_THE_REFERENCE = {
     ReLUFused: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,
     AddThreaded: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,
     AdaptiveAvgPool2dChannelsLast: test_channels_last_adaptive_avg_pool_matches_the_reference,
+    MaxPool2dChannelsLast: test_cpu_pooling.test_channels_last_max_pool_equals_the_reference_bit_for_bit,
 }
 
 

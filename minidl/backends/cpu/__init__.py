@@ -10,15 +10,16 @@ One file, one idea:
     batchnorm.py   BatchNorm on the (N*H*W, C) rows of a channels-last input (and with the ReLU after it fused)
     activation.py  ReLU and its gradient in one pass each
     add.py         the residual add, relu(a + b) in one pass, and the engine's gradient sum, split across threads
-    pooling.py     adaptive average pooling with a channels-last gradient
+    pooling.py     max pooling and adaptive average pooling of channels-last inputs, channels-last gradients
+    pool_kernels.py  the numba kernels (with NumPy twins) of max pooling: one pass forward, one gathering backward
     kernels.py     the numba kernels (with NumPy twins) of BatchNorm, ReLU and their fusions
     threads.py     splitting one op's batch across the CPU's cores
     allocator.py   glibc keeps freed activations in the heap (set once at ``import minidl``)
 
 ``import minidl`` imports this package, which registers every class below and tunes the allocator.
 """
-from . import activation, add, allocator, batchnorm, conv, pooling
+from . import activation, add, allocator, batchnorm, conv, pool_kernels, pooling
 
 allocator.configure()
 
-__all__ = ["activation", "add", "allocator", "batchnorm", "conv", "pooling"]
+__all__ = ["activation", "add", "allocator", "batchnorm", "conv", "pool_kernels", "pooling"]
