@@ -92,6 +92,12 @@ def test_channels_last_max_pool_equals_the_reference_bit_for_bit(case):
     assert memory_formats.is_stored_as(fast[0], minidl.channels_last)
 
 
+@pytest.fixture(scope="module")
+def numba_kernels():
+    pytest.importorskip("numba")
+    return pool_kernels._compile()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("geometry", [
     dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=False),  # VGG's
@@ -99,15 +105,14 @@ def test_channels_last_max_pool_equals_the_reference_bit_for_bit(case):
     dict(kernel_size=(3, 2), stride=(1, 1), padding=(1, 1), dilation=(2, 3), ceil_mode=False),  # overlapping, dilated
     dict(kernel_size=(1, 257), stride=(1, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=False),  # int32 offsets
 ])
-def test_numba_kernels_equal_their_numpy_twins(dtype, geometry):
-    pytest.importorskip("numba")
+def test_numba_kernels_equal_their_numpy_twins(numba_kernels, dtype, geometry):
     rng = np.random.default_rng(3)
     shape = (3, 7, 6, 262 if geometry["kernel_size"][1] > 256 else 9)
     x = rng.choice(VALUES, size=(shape[0], shape[2], shape[3], shape[1])).astype(dtype)  # (N, H, W, C)
     out_hw, pads = pool_layout(shape, geometry["kernel_size"], geometry["stride"], geometry["padding"],
                                geometry["dilation"], geometry["ceil_mode"])
     args = (out_hw, geometry["kernel_size"], geometry["stride"], pads, geometry["dilation"])
-    numba_kernels, numpy_kernels = pool_kernels._compile(), pool_kernels.numpy_kernels()
+    numpy_kernels = pool_kernels.numpy_kernels()
     y, argmax = pool_kernels.max_pool(x, *args, kernels=numba_kernels)
     y_twin, argmax_twin = pool_kernels.max_pool(x, *args, kernels=numpy_kernels)
     assert argmax.dtype == (np.int32 if geometry["kernel_size"][1] > 256 else np.uint8)
