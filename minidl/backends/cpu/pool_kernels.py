@@ -6,8 +6,9 @@ channel, the running maximum and the number k = i * KW + j of the kernel offset 
 (one pass over x, the inner loop over C contiguous).  The rule is the reference's
 (``functions/pooling.py``'s ``window_max``) to the bit:
 
-* the running maximum starts at -inf with k = 0, which is what the reference's padding at offset 0
-  gives; padding elsewhere is -inf too and can never win, so padded positions are skipped;
+* the running maximum starts at -inf with k = 0: what the reference holds after offset 0 when that is
+  padding, and what the first comparison turns into its value when offset 0 is real; padding elsewhere
+  is -inf too and can never win, so padded positions are skipped;
 * a value replaces it when it is strictly greater (the first of equal values stays) or NaN (a NaN
   always wins, so a later NaN takes over from an earlier one, as in the reference).
 
@@ -17,15 +18,16 @@ reference's per-offset ``grad[slice] += where(argmax == k, g, 0)`` adds them, so
 (stride < kernel) sum to the same bits, and there are no write conflicts between threads.  A window
 whose winner is padding gives no gradient (the reference crops it away).
 
-Each kernel works on one slice of the batch; ``threads.map_ranges`` runs the slices on the CPU's
-cores (numba kernels release the GIL).  Without numba (or with MINIDL_DISABLE_NUMBA=1) the NumPy
-twins run: the reference's strided slices, in (N, H, W, C) order.
+Each kernel works on one slice of the batch and writes only that slice's part of the result;
+``threads.for_ranges`` runs the slices on the CPU's cores (numba kernels release the GIL).  Without
+numba (or with MINIDL_DISABLE_NUMBA=1) the NumPy twins run: the reference's strided slices, in
+(N, H, W, C) order.
 """
 import os
 
 import numpy as np
 
-from .threads import map_ranges
+from .threads import for_ranges
 
 
 # ------------------------------------------------------------------ NumPy twins (one batch slice each)
@@ -166,7 +168,7 @@ def max_pool(x, out_hw, kernel_size, stride, pads, dilation, kernels=None):
     y = np.empty((n, *out_hw, c), dtype=x.dtype)
     argmax = np.empty(y.shape, dtype=argmax_dtype(kernel_size))
     geometry = (*kernel_size, *stride, pads[0], pads[2], *dilation)
-    map_ranges(lambda a, b: k["max_pool_forward"](x[a:b], y[a:b], argmax[a:b], *geometry), n, x.size + 2 * y.size)
+    for_ranges(lambda a, b: k["max_pool_forward"](x[a:b], y[a:b], argmax[a:b], *geometry), n, x.size + 2 * y.size)
     return y, argmax
 
 
@@ -176,6 +178,6 @@ def max_pool_grad(g, argmax, input_hw, kernel_size, stride, pads, dilation, kern
     n, c = g.shape[0], g.shape[3]
     dx = np.empty((n, *input_hw, c), dtype=g.dtype)
     geometry = (*kernel_size, *stride, pads[0], pads[2], *dilation)
-    map_ranges(lambda a, b: k["max_pool_backward"](g[a:b], argmax[a:b], dx[a:b], *geometry), n,
+    for_ranges(lambda a, b: k["max_pool_backward"](g[a:b], argmax[a:b], dx[a:b], *geometry), n,
                dx.size + 2 * g.size)
     return dx
