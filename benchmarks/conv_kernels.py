@@ -39,6 +39,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--width", type=int, nargs="*", help="vector widths of the direct kernels (default: host)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--passes", nargs="*", choices=PASSES, default=list(PASSES), help="the passes to time")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-gemm", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"),
@@ -93,7 +94,7 @@ def main(argv=None):
             xt = xt.contiguous(memory_format=torch.channels_last)
             gt = gt.contiguous(memory_format=torch.channels_last)
             candidates["torch"] = _torch_passes(torch, xt, wt, gt, s, pad)
-        for pass_name in PASSES:
+        for pass_name in args.passes:
             if c == 3 and pass_name == "input_grad":
                 continue  # a network's input needs no gradient
             times = {name: [] for name in candidates}

@@ -53,14 +53,12 @@ def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forw
     whose channels are the layer's output channels) each ask this, so one rule picks the kernels:
     the direct SIMD kernels (direct_conv.py) for float32 wider than 1x1 while numba is on (``direct``:
     False leaves them out, for comparisons), except where the GEMMs measured faster
-    (docs/performance.md): a 1x1 convolution (one GEMM), the weight gradient of a strided layer with 64
-    or more input channels, the input gradient of a strided layer whose output (``out_pixels`` per
-    image) is 4x4 or smaller.
+    (docs/performance.md): a 1x1 convolution (one GEMM), the input gradient of a strided layer whose
+    output (``out_pixels`` per image) is 4x4 or smaller.
     """
     if direct and dtype == np.float32 and tuple(kernel_size) != (1, 1) and direct_conv_available():
         strided = stride != (1, 1)
-        if not (strided and pass_ == "weight_grad" and channels >= 64) \
-                and not (strided and pass_ == "input_grad" and out_pixels is not None and out_pixels <= 16):
+        if not (strided and pass_ == "input_grad" and out_pixels is not None and out_pixels <= 16):
             return "direct"
     if (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
             and kernel_size[1] * channels <= ROW_SHIFT_MAX_WIDTH):

@@ -36,12 +36,16 @@ import numpy as np
 from ...functions.conv import output_size
 from .threads import for_ranges, map_ranges
 from . import conv_codegen, simd
-from .scratch import C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, IMAGE_SIZE, IN_PLACE, MODE, PLANES, SLACK, fill_batch, pack_weight_blocks
+from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, IMAGE_SIZE, IN_PLACE, MODE, PLANES, SLACK, fill_batch,
+                      pack_weight_blocks, unpack_weight_grad)
 
 # Register tiles (R pixels or rows, V vectors) per vector width, chosen by output channels.  See conv_codegen.py
 # and docs/cpu_kernels.md: R*V accumulators + V loaded vectors + 1 broadcast fit the register file.
 CONV_TILES = {4: {1: (6, 2), 2: (6, 2)}, 8: {1: (12, 1), 2: (6, 2)}, 16: {1: (8, 1), 2: (8, 2)}}
-WEIGHT_GRAD_TILES = {4: {1: (6, 2), 2: (6, 2)}, 8: {1: (8, 1), 2: (6, 2)}, 16: {1: (8, 1), 2: (6, 2)}}
+# The weight gradient's candidates, the first that pads the KH*KW*C rows least (an RGB stem's 27 rows: R = 9, or 3
+# with four vectors); with AVX-512, 6 x 4 (24 accumulators) where the output channels fill four vectors.
+WEIGHT_GRAD_TILES = {4: {1: [(6, 2)]}, 8: {1: [(8, 1)], 2: [(6, 2)]},
+                     16: {1: [(16, 1), (9, 1)], 2: [(6, 2)], 4: [(6, 4), (3, 4)]}}
 # Cache blocking (a core's L2 is 0.5-2 MB): the scratch copies of a chunk of images take about SCRATCH_BYTES,
 # the weights of one group of input channels and one block of output channels about PANEL_BYTES, and the
 # weight gradient sums over about BAND_BYTES of dL/dy at a time.
@@ -56,8 +60,9 @@ SPLIT_CHANNELS_BYTES = 256 << 10
 
 
 def tile(table, out_channels, width):
-    """(R, V) for ``out_channels``: one vector per tile when they fit in one vector, else two."""
-    return table[width][1 if out_channels <= width else 2]
+    """(R, V) for ``out_channels``: the table's entry for the most vectors that ``out_channels`` fill (at least one)."""
+    vectors = -(-out_channels // width)
+    return table[width][max(key for key in table[width] if key <= vectors or key == 1)]
 
 
 class Plan:
@@ -305,48 +310,51 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
     oc, c, kh, kw = weight_shape
     n, _, h, w = x.shape
     _, _, oh, ow = g.shape
-    r_count, v_count = tile(WEIGHT_GRAD_TILES, oc, width)
-    ocp = round_up(oc, v_count * width)
-    plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1, mode=None)
-    if plan.plan[MODE] == COLUMNS:  # the weight gradient computes no padding columns: no need for the columns' copy
-        plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1, mode=PLANES)
-    blocks = ocp // (v_count * width)
-    split_channels = 4 * round_up(kh * kw * c, r_count) * ocp >= SPLIT_CHANNELS_BYTES and blocks > 1
-    # the channels of dL/dy one tile reads: one block when the ranges split the channels, else all of them
-    read = v_count * width if split_channels else ocp
-    plan.plan[CHUNK] = max(1, min(n, BAND_BYTES // (4 * oh * ow * read)))
-    band_rows = oh if plan.plan[CHUNK] > 1 else max(1, BAND_BYTES // (4 * ow * read))
-    taps = plan.taps[0, :kh * kw]
+    if n * oh * ow == 0:
+        return np.zeros(weight_shape, dtype=np.float32)
     rows = kh * kw * c
-    offsets = np.zeros(round_up(rows, r_count), dtype=np.int64)
-    offsets[:rows] = (taps[:, None] * plan.plan[C_IN] + np.arange(c)[None, :]).reshape(-1)
+    r_count, v_count = min(tile(WEIGHT_GRAD_TILES, oc, width), key=lambda candidate: round_up(rows, candidate[0]))
+    block = v_count * width
+    ocp = round_up(oc, block)
+    plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1)
+    blocks = ocp // block
+    k_pad = round_up(rows, r_count)
+    split_channels = 4 * k_pad * ocp >= SPLIT_CHANNELS_BYTES and blocks > 1
+    # the channels of dL/dy one tile reads: one block when the ranges split the channels, else all of them
+    read = block if split_channels else ocp
+    band = max(1, BAND_BYTES // (4 * read))  # output pixels whose dL/dy one tile reads take about BAND_BYTES
+    plan.plan[CHUNK] = max(1, min(n, band // (oh * ow)))
+    offsets = np.zeros(k_pad, dtype=np.int64)  # row k = (tap t, channel c) reads src[q + offset[t]] channel c
+    offsets[:rows] = (plan.taps[0, :kh * kw, None] * plan.plan[C_IN] + np.arange(c)[None, :]).reshape(-1)
     module = conv_codegen.load("weight_grad", r_count, v_count, width)
     source, g_flat = _nhwc(x), _nhwc(g)
     flops = 2 * rows * oc * oh * ow * n
+    dw = np.empty((oc, c, kh, kw), dtype=np.float32)
+    flat_dw = dw.reshape(-1)
 
     if split_channels:
         # a large dW: the ranges take blocks of output channels, each over every image (no partial sums),
         # all reading one scratch copy of the batch (filled once, not once per range)
-        dw = np.zeros(len(offsets) * ocp, dtype=np.float32)
         source = _fill_batch(plan, source, n)
 
         def channel_blocks(first, stop):
-            module.weight_grad_images(source, g_flat, 0, n, plan.plan, offsets, oh, ow, oc, ocp, band_rows, dw,
-                                      first * v_count * width, stop * v_count * width)
+            first, stop = first * block, stop * block
+            part = np.empty((stop - first) * k_pad, dtype=np.float32)
+            module.weight_grad_images(source, g_flat, 0, n, plan.plan, offsets, oh, ow, oc, band, part, first, stop)
+            unpack_weight_grad(part, k_pad, block, kh * kw, c, first, stop, oc, flat_dw)
 
         for_ranges(channel_blocks, blocks, flops, PARALLEL_MIN_FLOPS)
     else:
         # the ranges take images, each summing into its own dW; the partial sums are added in range order,
         # so the result does not depend on the number of threads (threads.map_ranges)
         def images(first, stop):
-            part = np.zeros(len(offsets) * ocp, dtype=np.float32)
-            module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, oh, ow, oc, ocp, band_rows,
-                                      part, 0, ocp)
+            part = np.empty(ocp * k_pad, dtype=np.float32)
+            module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, oh, ow, oc, band, part, 0, ocp)
             return part
 
         parts = map_ranges(images, n, flops, PARALLEL_MIN_FLOPS)
-        dw = parts[0]
+        total = parts[0]
         for part in parts[1:]:
-            dw += part
-    dw = dw.reshape(-1, ocp)[:rows, :oc]
-    return np.ascontiguousarray(dw.reshape(kh, kw, c, oc).transpose(3, 2, 0, 1))
+            total += part
+        unpack_weight_grad(total, k_pad, block, kh * kw, c, 0, ocp, oc, flat_dw)
+    return dw

@@ -112,3 +112,37 @@ def pack_weight_blocks(w, out, offset, positions, outputs, inputs, kernel_hw, ke
                     d = base + (t * inputs + i) * block
                     for o in range(stop):
                         out[d + o] = w[((ob * block + o) * inputs + i) * kernel_hw + tap]
+
+
+@njit(nogil=True, cache=True)
+def pack_gradient_blocks(g, q0, q_count, oc, oc_first, oc_stop, block, out):
+    """Pixels q0..q0+q_count-1 of the flat (pixel, OC) ``g``, channels oc_first..oc_stop-1, into ``out`` block by
+    block of ``block`` channels: out[(b * q_count + q) * block + j] = g[q0 + q, oc_first + b * block + j], zero
+    past OC.  A weight-gradient tile then reads its pixels' channels one after the other (in g they lie OC
+    floats apart: with OC a multiple of 256 the reads of a band fall into a few sets of the L1 cache)."""
+    blocks = (oc_stop - oc_first) // block
+    for q in range(q_count):
+        row = (q0 + q) * oc
+        for b in range(blocks):
+            first = oc_first + b * block
+            d = (b * q_count + q) * block
+            valid = min(block, oc - first)
+            if valid == block:
+                copy_floats(out, d, g, row + first, block)
+            else:
+                for j in range(max(valid, 0)):
+                    out[d + j] = g[row + first + j]
+                for j in range(max(valid, 0), block):
+                    out[d + j] = 0.0
+
+
+@njit(nogil=True, cache=True)
+def unpack_weight_grad(dw, k_pad, block, taps, channels, oc_first, oc_stop, oc, out):
+    """Output channels oc_first..oc_stop-1 of dL/dW into ``out``, the flat (OC, C, KH*KW) weight gradient, from the
+    weight-gradient kernels' blocks of ``block`` channels: channel o of row k = (tap t, input channel c), k = t * C + c,
+    at dw[((o - oc_first) // block * k_pad + k) * block + (o - oc_first) % block]."""
+    for o in range(oc_first, min(oc_stop, oc)):
+        base = (o - oc_first) // block * k_pad * block + (o - oc_first) % block
+        for t in range(taps):
+            for c in range(channels):
+                out[(o * channels + c) * taps + t] = dw[base + (t * channels + c) * block]
