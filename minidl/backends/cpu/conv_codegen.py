@@ -21,13 +21,17 @@ folded into the FMA).  Each step loads V + R values for R*V FMAs, so the FMA uni
 set the pace.
 
 The weight-gradient tile (``weight_grad_source``), R rows (t, c) x V vectors of W output channels,
-sums over the pixels q of a band of output rows::
+sums over the pixels j of a band of output pixels::
 
-    for each output pixel q:
-        g0..g{V-1} = load(dL/dy[q, oc0 : oc0 + V*W])
+    for each output pixel j of the band:
+        p = pixel[j]                                                    # its src index (a table)
+        g0..g{V-1} = load(dL/dy packed[block, j, 0 : V*W])
         for r in 0..R-1:
-            x = splat_at(src[pixel q + offset[t_r], channel c_r])
+            x = splat_at(src[p + offset[t_r] * c_in + c_r])
             acc[r][v] = fma(x, g_v, acc[r][v])
+
+With AVX-512, R=6, V=4 (24 accumulators, 4 gradient vectors, the broadcasts in registers: V > 1 uses
+each broadcast V times, so LLVM does not fold it into the FMA); dL/dW comes out block by block.
 
 The drivers around them (the loops over images, phases, output-channel blocks and tiles) are the same
 for every tile and are written out below as templates; ``direct_conv.py`` prepares their arguments.

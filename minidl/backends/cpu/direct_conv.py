@@ -25,7 +25,8 @@ s-th pixel of dx.  Stride 1 has one phase: the convolution of g with the flipped
 stride-2 layer's three other phases have no taps and are written as zeros.
 
 Weight gradient: dL/dW[t, c, oc] = sum over images and output pixels q of src[q + offset[t], c] * g[q, oc],
-tiled over (t, c) rows and oc columns, summed over a band of output rows at a time (in L1).
+tiled over (t, c) rows and oc columns, summed over a band of output pixels at a time (src index of each
+from a table, g packed by blocks of output channels, dW written by blocks and unpacked per range).
 
 Images are split across threads (``map_ranges``); each thread has its own scratch.  Channel counts
 need not be multiples of the vector width: weights are zero-padded to whole vectors and the last
