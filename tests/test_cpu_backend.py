@@ -22,10 +22,11 @@ from minidl.backends import registry
 from minidl.backends.cpu.activation import ReLUFused
 from minidl.backends.cpu.add import AddReLUThreaded, AddThreaded, add_gradients_threaded
 from minidl.backends.cpu.batchnorm import BatchNormChannelsLast, BatchNormReLUChannelsLast
+from minidl.backends.cpu.optim import SGDFused
 from minidl.backends.cpu.pooling import AdaptiveAvgPool2dChannelsLast, MaxPool2dChannelsLast
 from minidl.functions import conv
 from minidl.functions.batchnorm import batch_norm
-from tests import test_cpu_pooling
+from tests import test_cpu_optim, test_cpu_pooling
 from tests.helpers import assert_close, chosen_implementations, fast_and_reference
 
 
@@ -610,6 +611,7 @@ TESTED_AGAINST_THE_REFERENCE = {
     AddThreaded: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,
     AdaptiveAvgPool2dChannelsLast: test_channels_last_adaptive_avg_pool_matches_the_reference,
     MaxPool2dChannelsLast: test_cpu_pooling.test_channels_last_max_pool_equals_the_reference_bit_for_bit,
+    SGDFused: test_cpu_optim.test_fused_sgd_step_equals_the_reference_bit_for_bit,
 }
 
 

@@ -13,13 +13,14 @@ One file, one idea:
     pooling.py     max pooling and adaptive average pooling of channels-last inputs, channels-last gradients
     pool_kernels.py  the numba kernels (with NumPy twins) of max pooling: one pass forward, one gathering backward
     kernels.py     the numba kernels (with NumPy twins) of BatchNorm, ReLU and their fusions
+    optim.py       SGD's step in one fused pass per parameter (numba, bit-identical to optim/sgd.py)
     threads.py     splitting one op's batch across the CPU's cores
     allocator.py   glibc keeps freed activations in the heap (set once at ``import minidl``)
 
 ``import minidl`` imports this package, which registers every class below and tunes the allocator.
 """
-from . import activation, add, allocator, batchnorm, conv, pool_kernels, pooling
+from . import activation, add, allocator, batchnorm, conv, optim, pool_kernels, pooling
 
 allocator.configure()
 
-__all__ = ["activation", "add", "allocator", "batchnorm", "conv", "pool_kernels", "pooling"]
+__all__ = ["activation", "add", "allocator", "batchnorm", "conv", "optim", "pool_kernels", "pooling"]
