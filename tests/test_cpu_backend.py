@@ -22,7 +22,7 @@ from minidl.backends import registry
 from minidl.backends.cpu.activation import ReLUFused
 from minidl.backends.cpu.add import AddReLUThreaded, AddThreaded, add_gradients_threaded
 from minidl.backends.cpu.batchnorm import BatchNormChannelsLast, BatchNormReLUChannelsLast
-from minidl.backends.cpu.optim import SGDFused
+from minidl.backends.cpu.optim import AdamFused, AdamWFused, SGDFused
 from minidl.backends.cpu.pooling import AdaptiveAvgPool2dChannelsLast, MaxPool2dChannelsLast
 from minidl.functions import conv
 from minidl.functions.batchnorm import batch_norm
@@ -612,6 +612,8 @@ TESTED_AGAINST_THE_REFERENCE = {
     AdaptiveAvgPool2dChannelsLast: test_channels_last_adaptive_avg_pool_matches_the_reference,
     MaxPool2dChannelsLast: test_cpu_pooling.test_channels_last_max_pool_equals_the_reference_bit_for_bit,
     SGDFused: test_cpu_optim.test_fused_sgd_step_equals_the_reference_bit_for_bit,
+    AdamFused: test_cpu_optim.test_fused_adam_and_adamw_steps_equal_the_reference_bit_for_bit,
+    AdamWFused: test_cpu_optim.test_fused_adam_and_adamw_steps_equal_the_reference_bit_for_bit,
 }
 
 

@@ -13,7 +13,7 @@ One file, one idea:
     pooling.py     max pooling and adaptive average pooling of channels-last inputs, channels-last gradients
     pool_kernels.py  the numba kernels (with NumPy twins) of max pooling: one pass forward, one gathering backward
     kernels.py     the numba kernels (with NumPy twins) of BatchNorm, ReLU and their fusions
-    optim.py       SGD's step in one fused pass per parameter (numba, bit-identical to optim/sgd.py)
+    optim.py       SGD, Adam and AdamW steps in one fused pass per parameter (numba, bit-identical to optim/)
     threads.py     splitting one op's batch across the CPU's cores
     allocator.py   glibc keeps freed activations in the heap (set once at ``import minidl``)
 
