@@ -44,6 +44,9 @@ from .threads import for_ranges, map_ranges
 # row-shifted GEMMs are too thin (K = 3*3 for an RGB stem): one im2col GEMM with K = 27 is faster.
 ROW_SHIFT_MAX_WIDTH = 96
 ROW_SHIFT_MIN_CHANNELS = 8
+# input channels below which a 1x1 layer's weight gradient runs the direct kernel (measured on the projections
+# of ResNet-20 and ResNet-18: faster at 16 and 32 channels, even at 64, slower from 128 on)
+POINTWISE_DIRECT_CHANNELS = 64
 
 
 def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forward", out_pixels=None):
@@ -53,12 +56,17 @@ def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forw
     whose channels are the layer's output channels) each ask this, so one rule picks the kernels:
     the direct SIMD kernels (direct_conv.py) for float32 wider than 1x1 while numba is on (``direct``:
     False leaves them out, for comparisons), except where the GEMMs measured faster
-    (docs/performance.md): a 1x1 convolution (one GEMM), the input gradient of a strided layer whose
-    output (``out_pixels`` per image) is 4x4 or smaller.
+    (docs/performance.md): a 1x1 convolution (one GEMM), except the weight gradient of one with fewer
+    than POINTWISE_DIRECT_CHANNELS input channels (the direct kernel reads the input in place, every
+    s-th pixel); the input gradient of a strided layer whose output (``out_pixels`` per image) is 4x4
+    or smaller.
     """
-    if direct and dtype == np.float32 and tuple(kernel_size) != (1, 1) and direct_conv_available():
+    if direct and dtype == np.float32 and direct_conv_available():
         strided = stride != (1, 1)
-        if not (strided and pass_ == "input_grad" and out_pixels is not None and out_pixels <= 16):
+        if tuple(kernel_size) == (1, 1):
+            if pass_ == "weight_grad" and channels < POINTWISE_DIRECT_CHANNELS:
+                return "direct"
+        elif not (strided and pass_ == "input_grad" and out_pixels is not None and out_pixels <= 16):
             return "direct"
     if (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
             and kernel_size[1] * channels <= ROW_SHIFT_MAX_WIDTH):

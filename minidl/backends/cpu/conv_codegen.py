@@ -219,24 +219,18 @@ def _weight_grad_tile(r_count, v_count, width):
 _WEIGHT_GRAD_DRIVER = """
 
 @njit(nogil=True, cache=True)
-def weight_grad_images(x, g, n0, n1, plan, offsets, oh_count, ow_count, oc, band, dw, oc_first, oc_stop):
+def weight_grad_images(x, g, n0, n1, plan, offsets, pixel, pixels, oc, band, dw, oc_first, oc_stop):
     \"\"\"dL/dW of images n0..n1-1 and output channels oc_first..oc_stop-1 (whole blocks of VB), written to dw
     block by block: row k of block b (channels oc_first + b*VB ...) at dw[(b * K_pad + k) * VB].
 
-    x, g: flat NHWC input and gradient of the output (OH, OW, OC per image); plan as in conv_images (its
-    chunk: the images copied at once); offsets[k]: the src index of row k at pixel 0, that is
-    offset[tap] * c_in + channel (K_pad entries, a multiple of R); band: output pixels summed over at once.
+    x, g: flat NHWC input and gradient of the output (``pixels`` output pixels of OC channels per image); plan
+    as in conv_images (its chunk: the images copied at once); offsets[k]: the src index of row k at pixel 0,
+    that is offset[tap] * c_in + channel (K_pad entries, a multiple of R); pixel[j]: the src index of the j-th
+    output pixel of a chunk, from its first image (one loop runs over the pixels of a band, however narrow the
+    image); band: output pixels summed over at once.
     \"\"\"
-    mode, c_in, wv, chunk, image_size = plan[0], plan[1], plan[2], plan[3], plan[4]
+    mode, chunk, image_size = plan[0], plan[3], plan[4]
     src = np.zeros(image_size * chunk + plan[19] if mode > 0 else 1, dtype=np.float32)
-    pixels = oh_count * ow_count
-    # pixel[j]: the src index of the chunk's j-th output pixel (image i, row oh, column ow), from its first image:
-    # one loop over the pixels of a band, however narrow the image (a 4x4 map's rows are 4 pixels long)
-    pixel = np.empty(chunk * pixels, dtype=np.int64)
-    for i in range(chunk):
-        for oh in range(oh_count):
-            for ow in range(ow_count):
-                pixel[(i * oh_count + oh) * ow_count + ow] = i * image_size + (oh * wv + ow) * c_in
     # dL/dy block by block, (block of VB channels, pixel, VB) with zeros past OC, so that a tile reads its
     # pixels' channels one after the other; g itself when it is one block
     packed = not (oc == VB and oc_first == 0 and oc_stop == VB)

@@ -37,7 +37,7 @@ import numpy as np
 from ...functions.conv import output_size
 from .threads import for_ranges, map_ranges
 from . import conv_codegen, simd
-from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, IMAGE_SIZE, IN_PLACE, MODE, PLANES, SLACK, fill_batch,
+from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, IMAGE_SIZE, IN_PLACE, MODE, PLANES, SLACK, WV, fill_batch,
                       pack_weight_blocks, unpack_weight_grad)
 
 # Register tiles (R pixels or rows, V vectors) per vector width, chosen by output channels.  See conv_codegen.py
@@ -317,14 +317,22 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
     r_count, v_count = min(tile(WEIGHT_GRAD_TILES, oc, width), key=lambda candidate: round_up(rows, candidate[0]))
     block = v_count * width
     ocp = round_up(oc, block)
-    plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1)
+    if (kh, kw) == (1, 1) and not any(padding):  # read x itself, every s-th pixel of every s-th row: no copy
+        plan, _ = forward_plan((n, h, w, c), (1, 1), (1, 1), padding, dilation, 1, mode=IN_PLACE)
+        row_step, column_step = stride[0] * w, stride[1]
+    else:
+        plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1)
+        row_step, column_step = plan.plan[WV], 1
     blocks = ocp // block
     k_pad = round_up(rows, r_count)
     split_channels = 4 * k_pad * ocp >= SPLIT_CHANNELS_BYTES and blocks > 1
     # the channels of dL/dy one tile reads: one block when the ranges split the channels, else all of them
     read = block if split_channels else ocp
     band = max(1, BAND_BYTES // (4 * read))  # output pixels whose dL/dy one tile reads take about BAND_BYTES
-    plan.plan[CHUNK] = max(1, min(n, band // (oh * ow)))
+    chunk = plan.plan[CHUNK] = max(1, min(n, band // (oh * ow)))
+    # the src index of each output pixel of a chunk of images
+    image, row, column = np.ogrid[:chunk, :oh, :ow]
+    pixel = (image * plan.plan[IMAGE_SIZE] + (row * row_step + column * column_step) * plan.plan[C_IN]).reshape(-1)
     offsets = np.zeros(k_pad, dtype=np.int64)  # row k = (tap t, channel c) reads src[q + offset[t]] channel c
     offsets[:rows] = (plan.taps[0, :kh * kw, None] * plan.plan[C_IN] + np.arange(c)[None, :]).reshape(-1)
     module = conv_codegen.load("weight_grad", r_count, v_count, width)
@@ -341,7 +349,8 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
         def channel_blocks(first, stop):
             first, stop = first * block, stop * block
             part = np.empty((stop - first) * k_pad, dtype=np.float32)
-            module.weight_grad_images(source, g_flat, 0, n, plan.plan, offsets, oh, ow, oc, band, part, first, stop)
+            module.weight_grad_images(source, g_flat, 0, n, plan.plan, offsets, pixel, oh * ow, oc, band, part, first,
+                                      stop)
             unpack_weight_grad(part, k_pad, block, kh * kw, c, first, stop, oc, flat_dw)
 
         for_ranges(channel_blocks, blocks, flops, PARALLEL_MIN_FLOPS)
@@ -350,7 +359,8 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
         # so the result does not depend on the number of threads (threads.map_ranges)
         def images(first, stop):
             part = np.empty(ocp * k_pad, dtype=np.float32)
-            module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, oh, ow, oc, band, part, 0, ocp)
+            module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, pixel, oh * ow, oc, band, part, 0,
+                                      ocp)
             return part
 
         parts = map_ranges(images, n, flops, PARALLEL_MIN_FLOPS)
