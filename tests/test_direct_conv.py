@@ -180,8 +180,9 @@ def test_host_width_follows_llvm_and_the_environment():
 def test_generated_micro_kernel_is_the_register_tile():
     """The convolution's inner loop: V weight loads, then per pixel one broadcast and V FMAs, R*V in all."""
     source = conv_codegen.conv_source(6, 2, 8)
-    inner = source[source.index("for c in range(c0, c1):"):source.index("p += 1")]
+    inner = source[source.index("for c in range(c1 - c0):"):source.index("k += VB")]
     assert inner.count("load(w, k") == 2 and inner.count("splat_at(") == 6 and inner.count("fma(") == 12
+    assert all(f"splat_at(src, p{r} + c)" in inner for r in range(6))  # each pixel from its own table entry
     source = conv_codegen.weight_grad_source(8, 1, 16)
     inner = source[source.index("for j in range(j0, j1):"):source.index("gi += VB")]
     assert inner.count("load(g, gi") == 1 and inner.count("splat_at(") == 8 and inner.count("fma(") == 8

@@ -72,121 +72,92 @@ def _indent(lines, depth):
 
 
 # ------------------------------------------------------------------ convolution (forward and input gradient)
-def _for_each_pixel_of_the_tile(r_count, body):
-    """Lines running ``body(r)`` for r = 0..R-1 with (oh, ow) the output row and column of pixel q0 + r."""
-    lines = ["oh = q0 // wv", "ow = q0 - oh * wv"]
-    for r in range(r_count):
-        lines += body(r)
-        if r < r_count - 1:
-            lines += ["ow += 1", "if ow == wv:", "    ow = 0", "    oh += 1"]
-    return lines
-
-
 def _conv_tile(r_count, v_count, width):
-    """The body of the tile loop: start R pixels x V vectors from the bias (or, for a later group of input
-    channels, from y), add the taps' products, store the valid pixels."""
-    def load_partial_sums(r):
-        return (["if ow < ow_valid and oh < rows:",
-                 "    o = (y0 + oh * ys_h + ow * ys_w) * oc + oc0"]
-                + [f"    a{r}_{v} = load_first(y, o + {v * width}, oc - oc0 - {v * width})" for v in range(v_count)]
-                + ["else:"] + [f"    a{r}_{v} = zeros()" for v in range(v_count)])
-
-    def store_sums(r):
-        return (["if ow < ow_valid and oh < rows:",
-                 "    o = (y0 + oh * ys_h + ow * ys_w) * oc + oc0"]
-                + [f"    store_first(y, o + {v * width}, a{r}_{v}, oc - oc0 - {v * width})" for v in range(v_count)])
-
-    lines = ["if accumulate:"]
-    lines += _indent(_for_each_pixel_of_the_tile(r_count, load_partial_sums), 1)
+    """The body of the tile loop: R entries of the pixel table (its valid output pixels, each with its own src
+    and y offsets), started from the bias (or, for a later group of input channels, from y), the class's taps
+    added, stored."""
+    lines = []
+    for r in range(r_count):
+        at = "j" if r == 0 else f"min(j + {r}, last)"
+        lines.append(f"q{r}, o{r} = s0 + pixels[{at}, 0], (y0 + pixels[{at}, 1]) * oc + oc0")
+    lines += ["if accumulate:"]
+    lines += [f"    a{r}_{v} = load_first(y, o{r} + {v * width}, oc - oc0 - {v * width})"
+              for r in range(r_count) for v in range(v_count)]
     lines += ["else:"]
     lines += _indent([f"b{v} = load(bias, oc0 + {v * width})" for v in range(v_count)], 1)
     lines += _indent([", ".join(f"a{r}_{v}" for v in range(v_count)) + " = "
                       + ", ".join(f"b{v}" for v in range(v_count)) for r in range(r_count)], 1)
-    lines += ["for t in range(n_taps):",
-              "    p = s0 + (q0 + taps[t]) * c_in + c0  # src index of pixel q0 + offset[t], channel c0",
+    lines += ["for i in range(t_first, t_stop):",
+              "    t = tap_list[i]",
+              "    d = taps[t] * c_in + c0  # tap t's shift, channel c0",
+              "    " + ", ".join(f"p{r}" for r in range(r_count)) + " = "
+              + ", ".join(f"q{r} + d" for r in range(r_count)),
               "    k = wb + (t * channels + c0) * VB  # weights of tap t, channel c0, this block",
-              "    for c in range(c0, c1):"]
+              "    for c in range(c1 - c0):"]
     body = [f"wt{v} = load(w, k + {v * width})" for v in range(v_count)]
     for r in range(r_count):
-        at = "p" if r == 0 else f"p + {r} * c_in" if r > 1 else "p + c_in"
-        body.append(f"x = splat_at(src, {at})")
+        body.append(f"x = splat_at(src, p{r} + c)")
         body += [f"a{r}_{v} = fma(x, wt{v}, a{r}_{v})" for v in range(v_count)]
-    body += ["p += 1", "k += VB"]
+    body += ["k += VB"]
     lines += _indent(body, 2)
-    lines += ["# store the tile's valid pixels: row oh < rows, column ow < ow_valid"]
-    lines += _for_each_pixel_of_the_tile(r_count, store_sums)
+    lines += [f"store_first(y, o{r} + {v * width}, a{r}_{v}, oc - oc0 - {v * width})"
+              for r in range(r_count) for v in range(v_count)]
     return lines
 
 
 _CONV_DRIVER = """
 
 @njit(nogil=True, cache=True)
-def conv_images(x, n0, n1, plan, taps, phases, w, bias, y, oc, oc_first, oc_stop):
+def conv_images(x, n0, n1, plan, taps, phases, classes, tap_list, pixels, w, bias, y, oc, oc_first, oc_stop):
     \"\"\"Convolution of images n0..n1-1 of the flat NHWC x into the flat NHWC y (direct_conv.Plan says how).
 
-    plan: (mode, c_in, wv, chunk, image_size, c_group, ...the fills' geometry, slack, channels): c_in floats per
+    plan: (mode, c_in, wv, chunk, image_size, c_group, ...the fill's geometry, slack, channels): c_in floats per
     scratch pixel, of which the first ``channels`` are the input channels; mode 1 copies each image into
-    the zero-bordered scratch ``src`` (``chunk`` images at a time), mode 2 copies the im2col rows of ``chunk``
-    images, mode 0 reads x in place.  taps[p, t]:
-    tap t's pixel offset in phase p; phases[p]: (n_taps, weight offset, y pixel offset, y row step, y column
-    step, rows, columns, y pixels per image); w: per phase, per block of VB output channels, (tap, input
-    channel, VB) weights; bias: (OCP,), OCP the output channels rounded up to VB.  The input channels are
+    the zero-bordered scratch ``src`` (``chunk`` images at a time), mode 0 reads x in place.  taps[p, t]: tap
+    t's pixel offset in phase p; phases[p]: (n_taps, weight offset, ..., y pixels per image); w: per phase, per
+    block of VB output channels, (tap, input channel, VB) weights; bias: (OCP,), OCP the output channels
+    rounded up to VB.  The pixel table (direct_conv.PixelTable): classes[k] = (phase, first and stop in
+    tap_list, first entry, entries per image): the output pixels whose taps are tap_list[first:stop];
+    pixels[e] = (src offset, y pixel) of entry e, relative to the chunk's first image.  The input channels are
     taken c_group at a time (the weights of one group and block stay in cache across the chunk's images),
     the output channels oc_first..oc_stop-1 one block of VB at a time.
     \"\"\"
-    mode, c_in, wv, chunk, image_size, c_group = plan[0], plan[1], plan[2], plan[3], plan[4], plan[5]
+    mode, c_in, chunk, image_size, c_group = plan[0], plan[1], plan[3], plan[4], plan[5]
     channels = plan[20]
     src = np.zeros(image_size * chunk + plan[19] if mode > 0 else 1, dtype=np.float32)
     for n in range(n0, n1, chunk):
         count = min(chunk, n1 - n)
-        if mode == 1:
+        if mode > 0:
             for i in range(count):
                 fill_image(src, i * image_size, x, n + i, plan)
-        elif mode == 2:
-            fill_columns(src, 0, x, n, count, plan)
-        # mode 2: the chunk's columns are one image of count * OH rows
-        images, row_factor = (1, count) if mode == 2 else (count, 1)
-        for ph in range(phases.shape[0]):
-            n_taps, w_phase, y_phase, ys_h, ys_w, rows, ow_valid, y_image = (
-                phases[ph, 0], phases[ph, 1], phases[ph, 2], phases[ph, 3], phases[ph, 4], phases[ph, 5],
-                phases[ph, 6], phases[ph, 7])
-            for c0 in range(0, channels, c_group):
-                for oc0 in range(oc_first, oc_stop, VB):
-                    wb = w_phase + oc0 * n_taps * channels
-                    for i in range(images):
-                        if mode > 0:
-                            img, s0 = src, i * image_size
-                        else:
-                            img, s0 = x, (n + i) * image_size
-                        conv_tiles(img, s0, c_in, channels, c0, min(c0 + c_group, channels), taps[ph], n_taps, w,
-                                   wb, bias, oc0, wv, rows * row_factor, ow_valid, y, (n + i) * y_image + y_phase,
-                                   ys_h, ys_w, oc, c0 > 0)
+            img, s0 = src, 0
+        else:
+            img, s0 = x, n * image_size
+        for c0 in range(0, channels, c_group):
+            for oc0 in range(oc_first, oc_stop, VB):
+                for k in range(classes.shape[0]):  # every class, while this group's and block's weights are in cache
+                    ph, t_first, t_stop, e_first, per_image = (classes[k, 0], classes[k, 1], classes[k, 2],
+                                                               classes[k, 3], classes[k, 4])
+                    n_taps, y_image = phases[ph, 0], phases[ph, 7]
+                    conv_tiles(img, s0, c_in, channels, c0, min(c0 + c_group, channels), taps[ph], tap_list, t_first,
+                               t_stop, w, phases[ph, 1] + oc0 * n_taps * channels, bias, oc0, pixels, e_first,
+                               e_first + per_image * count, y, n * y_image, oc, c0 > 0)
 
 
 @njit(nogil=True, cache=True)
-def conv_tiles(src, s0, c_in, channels, c0, c1, taps, n_taps, w, wb, bias, oc0, wv, rows, ow_valid, y, y0, ys_h,
-               ys_w, oc, accumulate):
-    \"\"\"One image (src from s0), input channels c0..c1-1, one block of VB output channels from oc0: every tile
-    of R pixels q0..q0+R-1, pixel q = oh * wv + ow of the output (columns ow >= ow_valid are computed, not
-    stored).  ``accumulate``: add to the partial sums in y (a later group of input channels).\"\"\"
-    q_count = rows * wv
-    # The last tile overlaps the one before instead of running past the end (its pixels are computed twice,
-    # stored the same), except when adding to partial sums: then it runs past the end, into the scratch's slack.
-    last = q_count - R if q_count >= R and not accumulate else q_count
-    # rows whose valid pixels are whole tiles: tile them row by row, computing none of the padding columns
-    per_row = ow_valid // R if ow_valid % R == 0 else 0
-    steps, tiles = (rows, per_row) if per_row > 0 else (1, (q_count + R - 1) // R)
-    for step in range(steps):
-        for j in range(tiles):
-            q0 = step * wv + j * R if per_row > 0 else min(j * R, last)
+def conv_tiles(src, s0, c_in, channels, c0, c1, taps, tap_list, t_first, t_stop, w, wb, bias, oc0, pixels, e0, e1, y,
+               y0, oc, accumulate):
+    \"\"\"Entries e0..e1-1 of the pixel table (one class: the same taps), input channels c0..c1-1, one block of VB
+    output channels from oc0, R entries per tile; a last tile of fewer repeats its last entry (computed twice,
+    stored the same).  ``accumulate``: add to the partial sums in y (a later group of input channels).\"\"\"
+    last = e1 - 1
+    for j in range(e0, e1, R):
 """
-
-
 def conv_source(r_count, v_count, width):
     """The source of the convolution module (conv_images, conv_tiles) for an R x V tile of W-lane vectors."""
     head = _HEADER.format(what="direct convolution (forward and input gradient)", width=width, r=r_count,
                           v=v_count, depends=_dependency_stamp())
-    return head + _CONV_DRIVER + "\n".join(_indent(_conv_tile(r_count, v_count, width), 3)) + "\n"
+    return head + _CONV_DRIVER + "\n".join(_indent(_conv_tile(r_count, v_count, width), 2)) + "\n"
 
 
 # ------------------------------------------------------------------ weight gradient

@@ -35,10 +35,10 @@ vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM 
 import numpy as np
 
 from ...functions.conv import output_size
-from .threads import for_ranges, map_ranges
+from .threads import FIXED_SLICES, for_ranges, map_ranges, num_threads
 from . import conv_codegen, simd
-from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, IMAGE_SIZE, IN_PLACE, MODE, PLANES, SLACK, WV, fill_batch,
-                      pack_weight_blocks, unpack_weight_grad)
+from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, H, IMAGE_SIZE, IN_PLACE, LEFT, MODE, PLANE_ROWS, PLANES,
+                      SH, SLACK, SW, TOP, W, WV, fill_batch, pack_weight_blocks, unpack_weight_grad)
 
 # Register tiles (R pixels or rows, V vectors) per vector width, chosen by output channels.  See conv_codegen.py
 # and docs/cpu_kernels.md: R*V accumulators + V loaded vectors + 1 broadcast fit the register file.
@@ -95,8 +95,6 @@ class Plan:
         self.plan[CHUNK] = max(1, min(images, SCRATCH_BYTES // max(1, image_bytes)))
         most_taps = max(1, int(self.phases[:, 0].max(initial=1)))
         self.plan[C_GROUP] = max(1, PANEL_BYTES // (4 * most_taps * block))
-        if self.plan[MODE] == IN_PLACE:  # no slack after the input for tiles adding to partial sums: one group
-            self.plan[C_GROUP] = self.plan[CHANNELS]
         return self
 
 
@@ -104,8 +102,8 @@ def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count, mode=
     """The plan of y = conv(x) for NHWC x of shape (N, H, W, C), and (OH, OW).
 
     ``mode``: PLANES (the padded image split by stride, one tap per kernel position), COLUMNS (the im2col
-    rows: one tap of KH*KW*C channels, no padding columns computed), IN_PLACE (1x1 stride 1 only), or
-    None: IN_PLACE where it applies, else the one of the other two that computes fewer wasted pixels.
+    rows: one tap of KH*KW*C channels), IN_PLACE (1x1 stride 1 only), or None: IN_PLACE where it applies,
+    else PLANES.
     """
     _, h, w, c = x_shape
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
@@ -120,7 +118,7 @@ def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count, mode=
     if sw == 1:  # one zero column between rows serves as the right padding of one and the left of the next
         wv = max(w + max(left, right), ow)
     if mode is None:
-        mode = IN_PLACE if in_place else choose_mode(c, planes_efficiency(oh, ow, wv, r_count))
+        mode = IN_PLACE if in_place else PLANES
     if mode == IN_PLACE:  # a 1x1 stride-1 convolution reads the input itself
         plan, taps = (IN_PLACE, c, w, 1, h * w * c, 1) + geometry + (h,) + kernel + (0, c), [0]
     elif mode == PLANES:
@@ -146,30 +144,6 @@ def pixel_stride(channels):
     fall in a few of the L1 cache's 64 sets and evict each other; one spare cache line per pixel spreads
     them (7-10% faster on 512-channel layers)."""
     return channels + 16 if channels >= 256 and channels % 64 == 0 else channels
-
-
-def choose_mode(channels, planes_efficiency):
-    """PLANES or COLUMNS for a layer with ``channels`` input channels whose planes would compute
-    ``planes_efficiency`` valid pixels per pixel (the rest are padding columns and tile overlap).
-
-    The columns cost a copy of KH*KW values per input value, the planes the wasted pixels: measured
-    on ResNet and VGG layers (docs/performance.md), the columns win on small maps (4x4: 67% of the
-    planes' pixels are valid) and on 8x8 maps with many channels; planes win everywhere else.
-    """
-    return COLUMNS if planes_efficiency < 0.8 or (channels >= 128 and planes_efficiency < 0.95) else PLANES
-
-
-def planes_efficiency(oh, ow, wv, r_count):
-    """Valid output pixels per pixel the planes' tiles compute (see conv_tiles): rows of whole tiles
-    compute no padding columns; otherwise tiles run over the flat rows of wv pixels."""
-    if ow % r_count == 0:
-        return 1.0
-    return oh * ow / tiled_pixels(oh * wv, r_count)
-
-
-def tiled_pixels(pixels, r_count):
-    """Pixels computed by tiles of r_count covering ``pixels`` (the last tile overlaps the one before)."""
-    return max(pixels, r_count) if pixels % r_count == 0 or pixels < r_count else (pixels // r_count + 1) * r_count
 
 
 def input_grad_plan(g_shape, input_hw, kernel_size, stride, padding, dilation, r_count):
@@ -203,6 +177,102 @@ def input_grad_plan(g_shape, input_hw, kernel_size, stride, padding, dilation, r
     return Plan(plan, taps, phases, positions)
 
 
+class PixelTable:
+    """Which output pixels each register tile computes, and which taps it sums: the tiles compute no padding
+    column of the scratch and skip the taps whose every read falls in the padding.
+
+    The output pixels of each phase are put in *classes* by the taps that read real input pixels (for a 3x3
+    layer with padding 1: the corners sum 4 taps, the edges 6, the interior 9; at 4x4 that is 25 of every 36
+    products, at 2x2 16 of 36).  A tile takes the next R pixels of one class, across rows and across the
+    images of a chunk, each pixel with its own offset into the scratch and into y.  Classes too small to fill
+    their tiles are merged with another (the union of their taps: the extra taps read zeros) where that
+    computes fewer products.
+
+    ``classes[k]``: (phase, first and stop in ``tap_list``, first entry, entries per image); ``tap_list``:
+    each class's taps (indices into the phase's taps); ``pixels[e]``: (src offset, y pixel) of entry e, relative
+    to the chunk's first image, entries ordered by class, then image, then pixel.
+    """
+
+    def __init__(self, plan, r_count, images):
+        geometry = plan.plan.copy()
+        geometry[C_GROUP] = 0  # what the table does not depend on
+        key = (geometry.tobytes(), plan.taps.tobytes(), np.delete(plan.phases, 1, axis=1).tobytes(), r_count, images)
+        cached = _pixel_tables.get(key)
+        if cached is None:
+            cached = _pixel_table(plan, r_count, images)
+            if len(_pixel_tables) >= 256:
+                _pixel_tables.clear()
+            _pixel_tables[key] = cached
+        self.classes, self.tap_list, self.pixels = cached
+
+
+_pixel_tables = {}
+
+
+def _pixel_table(plan, r_count, images):
+    """(classes, tap_list, pixels) of PixelTable for ``plan`` with chunks of up to plan's chunk images, the
+    classes merged for chunks of ``images`` images."""
+    c_in, wv, chunk, image_size = (int(plan.plan[i]) for i in (C_IN, WV, CHUNK, IMAGE_SIZE))
+    real = real_pixels(plan.plan)
+    classes, tap_list, pixels = [], [], []
+    for p, (n_taps, _, y_phase, ys_h, ys_w, rows, cols, y_image) in enumerate(plan.phases.tolist()):
+        oh, ow = np.divmod(np.arange(rows * cols), cols)
+        q = oh * wv + ow
+        y_pixel = y_phase + oh * ys_h + ow * ys_w
+        reads = q[:, None] + plan.taps[p, :n_taps][None, :]
+        valid = real[np.minimum(reads, real.size - 1)] & (reads < real.size)
+        for members, taps in merge_classes(valid, images, r_count):
+            classes.append((p, len(tap_list), len(tap_list) + len(taps), sum(map(len, pixels)), len(members)))
+            tap_list.extend(taps)
+            offsets = (np.arange(chunk)[:, None] * image_size + q[members][None, :] * c_in).reshape(-1)
+            ys = (np.arange(chunk)[:, None] * y_image + y_pixel[members][None, :]).reshape(-1)
+            pixels.append(np.stack([offsets, ys], axis=1))
+    return (np.array(classes, dtype=np.int64).reshape(-1, 5), np.array(tap_list + [0], dtype=np.int64),
+            np.concatenate(pixels).astype(np.int64))
+
+
+def merge_classes(valid, images, r_count):
+    """[(pixel indices, tap indices)]: the output pixels grouped by their valid taps (rows of ``valid``,
+    pixels x taps), then groups merged two at a time while that lowers the products a chunk of ``images``
+    images computes: tiles of r_count pixels (the last one full too) times taps."""
+    masks, inverse = np.unique(valid, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    groups = [(np.flatnonzero(inverse == g), masks[g]) for g in range(len(masks))]
+
+    def cost(members, mask):
+        return -(-len(members) * images // r_count) * r_count * (int(mask.sum()) + 1)
+
+    while len(groups) > 1:
+        best, pair = 0, None
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                merged = cost(np.empty(len(groups[a][0]) + len(groups[b][0])), groups[a][1] | groups[b][1])
+                saving = cost(*groups[a]) + cost(*groups[b]) - merged
+                if saving > best:
+                    best, pair = saving, (a, b)
+        if pair is None:
+            break
+        (ma, ka), (mb, kb) = groups[pair[0]], groups[pair[1]]
+        groups[pair[0]] = (np.sort(np.concatenate([ma, mb])), ka | kb)
+        del groups[pair[1]]
+    return [(members, np.flatnonzero(mask).tolist()) for members, mask in groups]
+
+
+def real_pixels(plan):
+    """A boolean per pixel of one image's scratch: True where fill_image writes an input pixel, False on the
+    padding (zeros).  IN_PLACE: every pixel of the input."""
+    c_in, image_size = int(plan[C_IN]), int(plan[IMAGE_SIZE])
+    real = np.zeros(image_size // c_in, dtype=bool)
+    if plan[MODE] == IN_PLACE:
+        real[:] = True
+        return real
+    h, w, top, left, sh, sw, plane_rows, wv = (int(plan[i]) for i in (H, W, TOP, LEFT, SH, SW, PLANE_ROWS, WV))
+    rows, cols = np.arange(h) + top, np.arange(w) + left
+    plane = (rows % sh)[:, None] * sw + (cols % sw)[None, :]
+    real[((plane * plane_rows + (rows // sh)[:, None]) * wv + (cols // sw)[None, :]).reshape(-1)] = True
+    return real
+
+
 def round_up(value, multiple):
     return -(-value // multiple) * multiple
 
@@ -234,17 +304,37 @@ def pack_weights(weight, plan, transpose, block, flip=False):
     return packed, padded
 
 
-def _convolve(plan, source, images, out_channels, weights, bias, out_pixels, module):
-    """Runs conv_images over the images, split across threads (each range with its own scratch); returns the
-    flat NHWC output."""
+def _convolve(plan, source, images, out_channels, weights, bias, out_pixels, module, r_count, block):
+    """Runs conv_images over the images, split across threads; returns the flat NHWC output.
+
+    The threads take ranges of images, each range with its own scratch (a chunk of images at a time), or, where
+    that reads less memory, ranges of blocks of output channels over the whole batch, copied to one scratch
+    first: every range of images reads all the weights, every range of blocks all the images (a 512-channel
+    layer's 9 MB of weights against its 4x4 images' 2-5 MB)."""
     y = np.empty(images * out_pixels * out_channels, dtype=np.float32)
     flops = 2 * int(plan.phases[:, 0].max(initial=0)) * out_pixels * images * out_channels * int(plan.plan[CHANNELS])
+    one_range = num_threads() == 1 or flops < PARALLEL_MIN_FLOPS  # else for_ranges cuts FIXED_SLICES ranges
+    per_chunk = min(int(plan.plan[CHUNK]), images if one_range else -(-images // FIXED_SLICES))
+    blocks = -(-out_channels // block)
+    if blocks > 1 and blocks * images * int(plan.plan[IMAGE_SIZE]) < -(-images // per_chunk) * weights.size:
+        plan.plan[CHUNK] = images
+        table = PixelTable(plan, r_count, images)
+        source = _fill_batch(plan, source, images)
 
-    def work(first, stop):
-        module.conv_images(source, first, stop, plan.plan, plan.taps, plan.phases, weights, bias, y, out_channels,
-                           0, out_channels)
+        def channel_blocks(first, stop):
+            module.conv_images(source, 0, images, plan.plan, plan.taps, plan.phases, table.classes, table.tap_list,
+                               table.pixels, weights, bias, y, out_channels, first * block,
+                               min(stop * block, out_channels))
 
-    for_ranges(work, images, flops, PARALLEL_MIN_FLOPS)
+        for_ranges(channel_blocks, blocks, flops, PARALLEL_MIN_FLOPS)
+        return y
+    table = PixelTable(plan, r_count, per_chunk)
+
+    def image_ranges(first, stop):
+        module.conv_images(source, first, stop, plan.plan, plan.taps, plan.phases, table.classes, table.tap_list,
+                           table.pixels, weights, bias, y, out_channels, 0, out_channels)
+
+    for_ranges(image_ranges, images, flops, PARALLEL_MIN_FLOPS)
     return y
 
 
@@ -281,7 +371,7 @@ def conv_forward(x, weight, bias, stride, padding, dilation, width=None, flipped
     if bias is not None:
         bias_packed[:oc] = bias
     module = conv_codegen.load("conv", r_count, v_count, width)
-    y = _convolve(plan, _nhwc(x), n, oc, packed, bias_packed, oh * ow, module)
+    y = _convolve(plan, _nhwc(x), n, oc, packed, bias_packed, oh * ow, module, r_count, v_count * width)
     return y.reshape(n, oh, ow, oc).transpose(0, 3, 1, 2)
 
 
@@ -301,7 +391,8 @@ def conv_input_grad(g, weight, input_shape, stride, padding, dilation, width=Non
     packed, padded = pack_weights(weight, plan, True, v_count * width)
     plan.blocked(n, v_count * width)
     module = conv_codegen.load("conv", r_count, v_count, width)
-    dx = _convolve(plan, _nhwc(g), n, c, packed, np.zeros(padded, dtype=np.float32), h * w, module)
+    dx = _convolve(plan, _nhwc(g), n, c, packed, np.zeros(padded, dtype=np.float32), h * w, module, r_count,
+                   v_count * width)
     return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 

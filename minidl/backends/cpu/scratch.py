@@ -99,12 +99,13 @@ def pack_weight_blocks(w, out, offset, positions, outputs, inputs, kernel_hw, ke
     for ob in range(ob0, ob1):
         base = offset + ob * t_count * inputs * block
         stop = min(block, outputs - ob * block)
-        if transpose:  # W[o', i] = w[i, o']: read each w[i] row once
+        if transpose:  # W[o', i] = w[i, o']: the block's outputs o' are (block, KH*KW) floats in a row of w
             for i in range(inputs):
-                for o in range(stop):
-                    row = (i * outputs + ob * block + o) * kernel_hw
-                    for t in range(t_count):
-                        out[base + (t * inputs + i) * block + o] = w[row + positions[t, 0] * kernel_w + positions[t, 1]]
+                for t in range(t_count):
+                    d = base + (t * inputs + i) * block
+                    s = (i * outputs + ob * block) * kernel_hw + positions[t, 0] * kernel_w + positions[t, 1]
+                    for o in range(stop):
+                        out[d + o] = w[s + o * kernel_hw]
         else:  # W[o', i] = w[o', i]: the block's rows o' are read side by side, the output written in order
             for t in range(t_count):
                 tap = positions[t, 0] * kernel_w + positions[t, 1]
