@@ -103,9 +103,11 @@ def check_against_the_reference(case):
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_resnet_layers_at_each_width(width):
-    """The layer shapes the networks use (3x3 stride 1 and 2, RGB stem, 1x1 projection), whole vectors of channels."""
+    """The layer shapes the networks use (3x3 stride 1 and 2, RGB stem, 1x1 projection), whole vectors of channels,
+    and wide layers whose channels fill four AVX-512 vectors (a 4 x 4 tile; 80: a tail in the second block)."""
     rng = np.random.default_rng(width)
-    for c, oc, size, k, s in [(3, 16, 8, 3, 1), (16, 32, 8, 3, 2), (16, 32, 8, 1, 2), (32, 32, 5, 3, 1)]:
+    for c, oc, size, k, s in [(3, 16, 8, 3, 1), (16, 32, 8, 3, 2), (16, 32, 8, 1, 2), (32, 32, 5, 3, 1),
+                              (64, 80, 4, 3, 1), (40, 64, 5, 3, 2)]:
         x = channels_last(rng.standard_normal((3, c, size, size)).astype(np.float32))
         weight = rng.standard_normal((oc, c, k, k)).astype(np.float32)
         geometry = (s, s), (k // 2,) * 4, (1, 1)
@@ -180,7 +182,7 @@ def test_host_width_follows_llvm_and_the_environment():
 def test_generated_micro_kernel_is_the_register_tile():
     """The convolution's inner loop: V weight loads, then per pixel one broadcast and V FMAs, R*V in all."""
     source = conv_codegen.conv_source(6, 2, 8)
-    inner = source[source.index("for c in range(c1 - c0):"):source.index("k += VB")]
+    inner = source[source.index("for c in range(c1 - c0"):source.index("k += VB")]
     assert inner.count("load(w, k") == 2 and inner.count("splat_at(") == 6 and inner.count("fma(") == 12
     assert all(f"splat_at(src, p{r} + c)" in inner for r in range(6))  # each pixel from its own table entry
     source = conv_codegen.weight_grad_source(8, 1, 16)

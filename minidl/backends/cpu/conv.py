@@ -49,24 +49,18 @@ ROW_SHIFT_MIN_CHANNELS = 8
 POINTWISE_DIRECT_CHANNELS = 64
 
 
-def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forward", out_pixels=None):
+def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forward"):
     """How the CPU convolves an NHWC input of ``channels`` channels: 'direct', 'row_shift' or 'im2col'.
 
     The forward pass, the weight gradient and the stride-1 input gradient (a convolution of G,
     whose channels are the layer's output channels) each ask this, so one rule picks the kernels:
     the direct SIMD kernels (direct_conv.py) for float32 wider than 1x1 while numba is on (``direct``:
-    False leaves them out, for comparisons), except where the GEMMs measured faster
-    (docs/performance.md): a 1x1 convolution (one GEMM), except the weight gradient of one with fewer
-    than POINTWISE_DIRECT_CHANNELS input channels (the direct kernel reads the input in place, every
-    s-th pixel); the input gradient of a strided layer whose output (``out_pixels`` per image) is 4x4
-    or smaller.
+    False leaves them out, for comparisons); a 1x1 convolution is one GEMM (docs/performance.md),
+    except the weight gradient of one with fewer than POINTWISE_DIRECT_CHANNELS input channels (the
+    direct kernel reads the input in place, every s-th pixel).
     """
     if direct and dtype == np.float32 and direct_conv_available():
-        strided = stride != (1, 1)
-        if tuple(kernel_size) == (1, 1):
-            if pass_ == "weight_grad" and channels < POINTWISE_DIRECT_CHANNELS:
-                return "direct"
-        elif not (strided and pass_ == "input_grad" and out_pixels is not None and out_pixels <= 16):
+        if tuple(kernel_size) != (1, 1) or (pass_ == "weight_grad" and channels < POINTWISE_DIRECT_CHANNELS):
             return "direct"
     if (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
             and kernel_size[1] * channels <= ROW_SHIFT_MAX_WIDTH):
@@ -211,8 +205,7 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
 
 def conv_input_grad(g, weight, input_shape, stride, padding, dilation):
     """dL/dx (N, C, H, W), a channels-last view, for g (N, OC, OH, OW)."""
-    if strategy(g.shape[1], weight.shape[2:], stride, g.dtype, pass_="input_grad",
-                out_pixels=g.shape[2] * g.shape[3]) == "direct":
+    if strategy(g.shape[1], weight.shape[2:], stride, g.dtype, pass_="input_grad") == "direct":
         return _direct().conv_input_grad(g, weight, input_shape, stride, padding, dilation)
     if stride == (1, 1):
         return _input_grad_stride1(g, weight, input_shape, padding, dilation)

@@ -88,12 +88,12 @@ def _conv_tile(r_count, v_count, width):
     lines += _indent([", ".join(f"a{r}_{v}" for v in range(v_count)) + " = "
                       + ", ".join(f"b{v}" for v in range(v_count)) for r in range(r_count)], 1)
     lines += ["for i in range(t_first, t_stop):",
-              "    t = tap_list[i]",
+              "    t = tap_list[i, 0]",
               "    d = taps[t] * c_in + c0  # tap t's shift, channel c0",
               "    " + ", ".join(f"p{r}" for r in range(r_count)) + " = "
               + ", ".join(f"q{r} + d" for r in range(r_count)),
               "    k = wb + (t * channels + c0) * VB  # weights of tap t, channel c0, this block",
-              "    for c in range(c1 - c0):"]
+              "    for c in range(c1 - c0 + (tap_list[i, 1] - 1) * channels):  # a run of taps: their channels in a row"]
     body = [f"wt{v} = load(w, k + {v * width})" for v in range(v_count)]
     for r in range(r_count):
         body.append(f"x = splat_at(src, p{r} + c)")
@@ -117,7 +117,8 @@ def conv_images(x, n0, n1, plan, taps, phases, classes, tap_list, pixels, w, bia
     t's pixel offset in phase p; phases[p]: (n_taps, weight offset, ..., y pixels per image); w: per phase, per
     block of VB output channels, (tap, input channel, VB) weights; bias: (OCP,), OCP the output channels
     rounded up to VB.  The pixel table (direct_conv.PixelTable): classes[k] = (phase, first and stop in
-    tap_list, first entry, entries per image): the output pixels whose taps are tap_list[first:stop];
+    tap_list, first entry, entries per image): the output pixels whose taps are tap_list[first:stop], each
+    entry (t, m): taps t..t+m-1, which read consecutive pixels (m > 1 only when c_group holds every channel);
     pixels[e] = (src offset, y pixel) of entry e, relative to the chunk's first image.  The input channels are
     taken c_group at a time (the weights of one group and block stay in cache across the chunk's images),
     the output channels oc_first..oc_stop-1 one block of VB at a time.

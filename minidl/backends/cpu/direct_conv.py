@@ -42,7 +42,9 @@ from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, H, IMAGE_SIZE, IN
 
 # Register tiles (R pixels or rows, V vectors) per vector width, chosen by output channels.  See conv_codegen.py
 # and docs/cpu_kernels.md: R*V accumulators + V loaded vectors + 1 broadcast fit the register file.
-CONV_TILES = {4: {1: (6, 2), 2: (6, 2)}, 8: {1: (12, 1), 2: (6, 2)}, 16: {1: (8, 1), 2: (8, 2)}}
+# With AVX-512, 4 pixels x 4 vectors where the output channels fill four vectors (1-5% faster than 8 x 2, which
+# loads fewer weights per FMA but needs twice the pixel pointers; 12 x 2 and 14 x 2 were slower still).
+CONV_TILES = {4: {1: (6, 2), 2: (6, 2)}, 8: {1: (12, 1), 2: (6, 2)}, 16: {1: (8, 1), 2: (8, 2), 4: (4, 4)}}
 # The weight gradient's candidates, the first that pads the KH*KW*C rows least (an RGB stem's 27 rows: R = 9, or 3
 # with four vectors); with AVX-512, 6 x 4 (24 accumulators) where the output channels fill four vectors.
 WEIGHT_GRAD_TILES = {4: {1: [(6, 2)]}, 8: {1: [(8, 1)], 2: [(6, 2)]},
@@ -188,15 +190,18 @@ class PixelTable:
     their tiles are merged with another (the union of their taps: the extra taps read zeros) where that
     computes fewer products.
 
-    ``classes[k]``: (phase, first and stop in ``tap_list``, first entry, entries per image); ``tap_list``:
-    each class's taps (indices into the phase's taps); ``pixels[e]``: (src offset, y pixel) of entry e, relative
-    to the chunk's first image, entries ordered by class, then image, then pixel.
+    Where one group holds every input channel and a scratch pixel holds just them, taps that read consecutive
+    pixels (a row of a stride-1 kernel) are one *run*: their channels lie in a row in the scratch, and so do
+    their weights, so the micro-kernel's loop over channels runs through all of them at once (an RGB stem:
+    3 runs of 9 channels instead of 9 taps of 3).
+
+    ``classes[k]``: (phase, first and stop in ``tap_list``, first entry, entries per image); ``tap_list[i]``:
+    (t, m), the taps t..t+m-1 of the phase, a run of m; ``pixels[e]``: (src offset, y pixel) of entry e,
+    relative to the chunk's first image, entries ordered by class, then image, then pixel.
     """
 
     def __init__(self, plan, r_count, images):
-        geometry = plan.plan.copy()
-        geometry[C_GROUP] = 0  # what the table does not depend on
-        key = (geometry.tobytes(), plan.taps.tobytes(), np.delete(plan.phases, 1, axis=1).tobytes(), r_count, images)
+        key = (plan.plan.tobytes(), plan.taps.tobytes(), np.delete(plan.phases, 1, axis=1).tobytes(), r_count, images)
         cached = _pixel_tables.get(key)
         if cached is None:
             cached = _pixel_table(plan, r_count, images)
@@ -213,6 +218,7 @@ def _pixel_table(plan, r_count, images):
     """(classes, tap_list, pixels) of PixelTable for ``plan`` with chunks of up to plan's chunk images, the
     classes merged for chunks of ``images`` images."""
     c_in, wv, chunk, image_size = (int(plan.plan[i]) for i in (C_IN, WV, CHUNK, IMAGE_SIZE))
+    runs = c_in == plan.plan[CHANNELS] <= plan.plan[C_GROUP]
     real = real_pixels(plan.plan)
     classes, tap_list, pixels = [], [], []
     for p, (n_taps, _, y_phase, ys_h, ys_w, rows, cols, y_image) in enumerate(plan.phases.tolist()):
@@ -222,13 +228,26 @@ def _pixel_table(plan, r_count, images):
         reads = q[:, None] + plan.taps[p, :n_taps][None, :]
         valid = real[np.minimum(reads, real.size - 1)] & (reads < real.size)
         for members, taps in merge_classes(valid, images, r_count):
-            classes.append((p, len(tap_list), len(tap_list) + len(taps), sum(map(len, pixels)), len(members)))
-            tap_list.extend(taps)
+            runs_of_taps = tap_runs(plan.taps[p], taps) if runs else [(t, 1) for t in taps]
+            classes.append((p, len(tap_list), len(tap_list) + len(runs_of_taps), sum(map(len, pixels)), len(members)))
+            tap_list.extend(runs_of_taps)
             offsets = (np.arange(chunk)[:, None] * image_size + q[members][None, :] * c_in).reshape(-1)
             ys = (np.arange(chunk)[:, None] * y_image + y_pixel[members][None, :]).reshape(-1)
             pixels.append(np.stack([offsets, ys], axis=1))
-    return (np.array(classes, dtype=np.int64).reshape(-1, 5), np.array(tap_list + [0], dtype=np.int64),
+    return (np.array(classes, dtype=np.int64).reshape(-1, 5), np.array(tap_list + [(0, 1)], dtype=np.int64),
             np.concatenate(pixels).astype(np.int64))
+
+
+def tap_runs(offsets, taps):
+    """[(t, m)]: ``taps`` (increasing indices into the pixel ``offsets``) cut into runs of taps t..t+m-1 whose
+    pixels follow each other."""
+    runs = []
+    for t in taps:
+        if runs and runs[-1][0] + runs[-1][1] == t and offsets[t] == offsets[t - 1] + 1:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((t, 1))
+    return runs
 
 
 def merge_classes(valid, images, r_count):
@@ -260,10 +279,10 @@ def merge_classes(valid, images, r_count):
 
 def real_pixels(plan):
     """A boolean per pixel of one image's scratch: True where fill_image writes an input pixel, False on the
-    padding (zeros).  IN_PLACE: every pixel of the input."""
+    padding (zeros).  IN_PLACE and COLUMNS: every pixel."""
     c_in, image_size = int(plan[C_IN]), int(plan[IMAGE_SIZE])
     real = np.zeros(image_size // c_in, dtype=bool)
-    if plan[MODE] == IN_PLACE:
+    if plan[MODE] != PLANES:  # the input itself, or its im2col rows (whose padding is in the one tap)
         real[:] = True
         return real
     h, w, top, left, sh, sw, plane_rows, wv = (int(plan[i]) for i in (H, W, TOP, LEFT, SH, SW, PLANE_ROWS, WV))
