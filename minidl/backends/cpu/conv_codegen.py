@@ -9,16 +9,17 @@ prints what it writes; ``docs/cpu_kernels.md`` explains it.
 
 The convolution tile (``conv_source``), R pixels x V vectors of W output channels::
 
-    for each tap t (a kernel position) and input channel c:          # the sum, T*C steps
+    for each tap t of the tile's class and input channel c:           # the sum, T*C steps
         w0..w{V-1} = load(weights[t, c, oc0 : oc0 + V*W])             # V vector loads
         for r in 0..R-1:                                               # unrolled
-            x = splat_at(src[pixel q0 + r + offset[t], channel c])     # one broadcast
+            x = splat_at(src[pixel q_r + offset[t], channel c])        # one broadcast
             acc[r][v] = fma(x, w_v, acc[r][v])  for v in 0..V-1        # V FMAs
 
+q_r: the scratch pixel of the tile's r-th output pixel, from the pixel table (direct_conv.PixelTable).
 R*V accumulators, V weight registers and one broadcast register must fit the register file: with
-AVX2's 16 registers, R=6, V=2 (12 + 2 + 1); with AVX-512's 32, R=12, V=2 (24 + 2, the broadcast
-folded into the FMA).  Each step loads V + R values for R*V FMAs, so the FMA units, not the loads,
-set the pace.
+AVX2's 16 registers, R=6, V=2 (12 + 2 + 1); with AVX-512's 32, R=4, V=4 or R=8, V=2 (16 + 4 or 2, and
+LLVM's unrolling of the channel loop).  Each step loads V + R values for R*V FMAs, so the FMA units,
+not the loads, set the pace.
 
 The weight-gradient tile (``weight_grad_source``), R rows (t, c) x V vectors of W output channels,
 sums over the pixels j of a band of output pixels::
