@@ -197,16 +197,22 @@ def _compile():
 _kernels = None
 
 
+def compiled_or_twins(compile, numpy_kernels):
+    """``compile()`` (a module's numba kernels by name), or ``numpy_kernels()`` (their NumPy twins) when numba is
+    not installed or MINIDL_DISABLE_NUMBA=1."""
+    if os.environ.get("MINIDL_DISABLE_NUMBA", "") not in ("1", "true"):
+        try:
+            return compile()
+        except ImportError:
+            pass
+    return numpy_kernels()
+
+
 def kernels():
     """The row-range kernels by name: numba-compiled when possible, else the NumPy twins."""
     global _kernels
     if _kernels is None:
-        _kernels = numpy_kernels()
-        if os.environ.get("MINIDL_DISABLE_NUMBA", "") not in ("1", "true"):
-            try:
-                _kernels = _compile()
-            except ImportError:
-                pass
+        _kernels = compiled_or_twins(_compile, numpy_kernels)
     return _kernels
 
 

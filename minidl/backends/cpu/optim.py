@@ -20,14 +20,13 @@ about fourteen passes over param, grad and its two or three moment arrays, the k
 parameter.  It runs for NumPy float32/float64 parameters and gradients of one dtype, contiguous,
 with numba available; otherwise the reference runs.  (The GPU's version: backends/cuda/optim.py.)
 """
-import os
-
 import numpy as np
 
 from ...optim.adam import Adam, adam_update
 from ...optim.adamw import AdamW
 from ...optim.sgd import SGD, sgd_update
 from ..registry import register
+from .kernels import compiled_or_twins
 from .threads import for_ranges
 
 _kernels = None
@@ -102,12 +101,7 @@ def kernels():
     """The numba kernels by name, or the NumPy twins without numba (MINIDL_DISABLE_NUMBA=1)."""
     global _kernels
     if _kernels is None:
-        _kernels = numpy_kernels()
-        if os.environ.get("MINIDL_DISABLE_NUMBA", "") not in ("1", "true"):
-            try:
-                _kernels = _compile()
-            except ImportError:
-                pass
+        _kernels = compiled_or_twins(_compile, numpy_kernels)
     return _kernels
 
 

@@ -23,10 +23,9 @@ Each kernel works on one slice of the batch and writes only that slice's part of
 numba (or with MINIDL_DISABLE_NUMBA=1) the NumPy twins run: the reference's strided slices, in
 (N, H, W, C) order.
 """
-import os
-
 import numpy as np
 
+from .kernels import compiled_or_twins
 from .threads import for_ranges
 
 
@@ -141,12 +140,7 @@ def kernels():
     """The batch-slice kernels by name: numba-compiled when possible, else the NumPy twins."""
     global _kernels
     if _kernels is None:
-        _kernels = numpy_kernels()
-        if os.environ.get("MINIDL_DISABLE_NUMBA", "") not in ("1", "true"):
-            try:
-                _kernels = _compile()
-            except ImportError:
-                pass
+        _kernels = compiled_or_twins(_compile, numpy_kernels)
     return _kernels
 
 
