@@ -55,7 +55,7 @@ import numpy as np
 from numba import njit
 
 from minidl.backends.cpu.simd import lanes
-from minidl.backends.cpu.scratch import fill_columns, fill_image, pack_gradient_blocks
+from minidl.backends.cpu.scratch import fill_image, pack_gradient_blocks
 
 _v = lanes({width})
 zeros, load, load_first, splat_at, store, store_first, fma, add = (
@@ -210,12 +210,9 @@ def weight_grad_images(x, g, n0, n1, plan, offsets, pixel, pixels, oc, band, dw,
     gp = np.zeros(chunk * pixels * (oc_stop - oc_first) if packed else 1, dtype=np.float32)
     for n in range(n0, n1, chunk):
         count = min(chunk, n1 - n)
-        if mode == 1:
+        if mode > 0:
             for i in range(count):
                 fill_image(src, i * image_size, x, n + i, plan)
-            img, s0 = src, 0
-        elif mode == 2:
-            fill_columns(src, 0, x, n, count, plan)
             img, s0 = src, 0
         else:
             img, s0 = x, n * image_size

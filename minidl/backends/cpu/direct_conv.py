@@ -38,7 +38,7 @@ import numpy as np
 from ...functions.conv import output_size
 from .threads import FIXED_SLICES, for_ranges, map_ranges, num_threads
 from . import conv_codegen, simd
-from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, COLUMNS, H, IMAGE_SIZE, IN_PLACE, LEFT, MODE, PLANE_ROWS, PLANES,
+from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, H, IMAGE_SIZE, IN_PLACE, LEFT, MODE, PLANE_ROWS, PLANES,
                       SH, SLACK, SW, TOP, W, WV, fill_batch, pack_weight_blocks, unpack_weight_grad)
 
 # Register tiles (R pixels or rows, V vectors) per vector width, chosen by output channels.  See conv_codegen.py
@@ -73,7 +73,7 @@ class Plan:
     """What conv_images and weight_grad_images need to know about one geometry.
 
     ``plan`` (int64, indices named in scratch.py): mode (PLANES: copy each image into a zero-bordered
-    scratch of planes; COLUMNS: copy the im2col rows of the images; IN_PLACE: read the input itself),
+    scratch of planes; IN_PLACE: read the input itself),
     c_in (channels per scratch pixel), wv (the length of a row of the scratch), chunk (images per
     fill), image_size (floats per image: the scratch's, or the input's when IN_PLACE), c_group (input
     channels per pass), the fills' geometry (H, W, top, left, stride_h, stride_w, plane_rows, KH, KW,
@@ -104,9 +104,8 @@ class Plan:
 def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count, mode=None):
     """The plan of y = conv(x) for NHWC x of shape (N, H, W, C), and (OH, OW).
 
-    ``mode``: PLANES (the padded image split by stride, one tap per kernel position), COLUMNS (the im2col
-    rows: one tap of KH*KW*C channels), IN_PLACE (1x1 stride 1 only), or None: IN_PLACE where it applies,
-    else PLANES.
+    ``mode``: PLANES (the padded image split by stride, one tap per kernel position), IN_PLACE (1x1 stride 1
+    only), or None: IN_PLACE where it applies, else PLANES.
     """
     _, h, w, c = x_shape
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
@@ -124,18 +123,13 @@ def forward_plan(x_shape, kernel_size, stride, padding, dilation, r_count, mode=
         mode = IN_PLACE if in_place else PLANES
     if mode == IN_PLACE:  # a 1x1 stride-1 convolution reads the input itself
         plan, taps = (IN_PLACE, c, w, 1, h * w * c, 1) + geometry + (h,) + kernel + (0, c), [0]
-    elif mode == PLANES:
+    else:
         plane = plane_rows * wv
         taps = [((i * dh % sh) * sw + j * dw % sw) * plane + (i * dh // sh) * wv + j * dw // sw for i, j in positions]
         # the last tile may run up to R - 1 pixels past the last output pixel, plus the farthest tap
         pixels = max(sh * sw * plane, round_up(oh * wv, r_count) + max(taps))
         stride = pixel_stride(c)
         plan = (PLANES, stride, wv, 1, pixels * stride, 1) + geometry + (plane_rows,) + kernel + (0, c)
-    else:
-        k_total = kh * kw * c
-        stride = pixel_stride(k_total)
-        plan = (COLUMNS, stride, ow, 1, oh * ow * stride, 1) + geometry + (0,) + kernel + (r_count * stride, k_total)
-        taps = [0]
     phases = [(len(taps), 0, 0, ow, 1, oh, ow, oh * ow)]
     return Plan(plan, [taps], phases, [positions]), (oh, ow)
 
@@ -280,10 +274,10 @@ def merge_classes(valid, images, r_count):
 
 def real_pixels(plan):
     """A boolean per pixel of one image's scratch: True where fill_image writes an input pixel, False on the
-    padding (zeros).  IN_PLACE and COLUMNS: every pixel."""
+    padding (zeros).  IN_PLACE: every pixel."""
     c_in, image_size = int(plan[C_IN]), int(plan[IMAGE_SIZE])
     real = np.zeros(image_size // c_in, dtype=bool)
-    if plan[MODE] != PLANES:  # the input itself, or its im2col rows (whose padding is in the one tap)
+    if plan[MODE] != PLANES:  # the input itself (IN_PLACE): no padding
         real[:] = True
         return real
     h, w, top, left, sh, sw, plane_rows, wv = (int(plan[i]) for i in (H, W, TOP, LEFT, SH, SW, PLANE_ROWS, WV))

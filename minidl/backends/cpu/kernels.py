@@ -21,6 +21,7 @@ with float32 data this costs nothing extra in time and keeps the mean and varian
 10^5+ rows.  The NumPy twins sum in the data's dtype with BLAS (a float64 column sum of float32
 data is several times slower in NumPy), as accurate as float32 summation allows.
 """
+import functools
 import os
 
 import numpy as np
@@ -194,9 +195,6 @@ def _compile():
                 masked_input_grad=masked_input_grad, relu=relu, add_relu=add_relu, relu_grad=relu_grad)
 
 
-_kernels = None
-
-
 def compiled_or_twins(compile, numpy_kernels):
     """``compile()`` (a module's numba kernels by name), or ``numpy_kernels()`` (their NumPy twins) when numba is
     not installed or MINIDL_DISABLE_NUMBA=1."""
@@ -208,12 +206,10 @@ def compiled_or_twins(compile, numpy_kernels):
     return numpy_kernels()
 
 
+@functools.cache  # compiled, or loaded from numba's cache, once: on first use
 def kernels():
     """The row-range kernels by name: numba-compiled when possible, else the NumPy twins."""
-    global _kernels
-    if _kernels is None:
-        _kernels = compiled_or_twins(_compile, numpy_kernels)
-    return _kernels
+    return compiled_or_twins(_compile, numpy_kernels)
 
 
 def numpy_kernels():

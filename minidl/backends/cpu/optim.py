@@ -20,6 +20,8 @@ about fourteen passes over param, grad and its two or three moment arrays, the k
 parameter.  It runs for NumPy float32/float64 parameters and gradients of one dtype, contiguous,
 with numba available; otherwise the reference runs.  (The GPU's version: backends/cuda/optim.py.)
 """
+import functools
+
 import numpy as np
 
 from ...optim.adam import Adam, adam_update
@@ -28,8 +30,6 @@ from ...optim.sgd import SGD, sgd_update
 from ..registry import register
 from .kernels import compiled_or_twins
 from .threads import for_ranges
-
-_kernels = None
 
 
 def sgd_numpy(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
@@ -97,12 +97,10 @@ def numpy_kernels():
     return dict(sgd=sgd_numpy, adam=adam_numpy)
 
 
+@functools.cache  # compiled, or loaded from numba's cache, once: on first use
 def kernels():
     """The numba kernels by name, or the NumPy twins without numba (MINIDL_DISABLE_NUMBA=1)."""
-    global _kernels
-    if _kernels is None:
-        _kernels = compiled_or_twins(_compile, numpy_kernels)
-    return _kernels
+    return compiled_or_twins(_compile, numpy_kernels)
 
 
 def sgd_step(param, grad, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False,

@@ -23,6 +23,8 @@ Each kernel works on one slice of the batch and writes only that slice's part of
 numba (or with MINIDL_DISABLE_NUMBA=1) the NumPy twins run: the reference's strided slices, in
 (N, H, W, C) order.
 """
+import functools
+
 import numpy as np
 
 from .kernels import compiled_or_twins
@@ -133,15 +135,10 @@ def _compile():
     return dict(max_pool_forward=max_pool_forward, max_pool_backward=max_pool_backward)
 
 
-_kernels = None
-
-
+@functools.cache  # compiled, or loaded from numba's cache, once: on first use
 def kernels():
     """The batch-slice kernels by name: numba-compiled when possible, else the NumPy twins."""
-    global _kernels
-    if _kernels is None:
-        _kernels = compiled_or_twins(_compile, numpy_kernels)
-    return _kernels
+    return compiled_or_twins(_compile, numpy_kernels)
 
 
 def numpy_kernels():

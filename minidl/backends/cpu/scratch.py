@@ -26,7 +26,7 @@ def copy_floats(dst, d, src, s, count):
 # The int64 ``plan`` array conv_images and weight_grad_images read (see Plan):
 (MODE, C_IN, WV, CHUNK, IMAGE_SIZE, C_GROUP, H, W, TOP, LEFT, SH, SW, PLANE_ROWS, KH, KW, DH, DW, OH, OW,
  SLACK, CHANNELS) = range(21)
-IN_PLACE, PLANES, COLUMNS = 0, 1, 2  # the modes
+IN_PLACE, PLANES = 0, 1  # the modes
 
 
 @njit(nogil=True, cache=True)
@@ -56,38 +56,10 @@ def fill_image(src, s0, x, n, plan):
 
 
 @njit(nogil=True, cache=True)
-def fill_columns(src, s0, x, n, count, plan):
-    """The im2col rows of images n..n+count-1 of the flat NHWC ``x`` from src[s0]: row (image, oh, ow) holds, tap by
-    tap (kh, kw), the C channels of input pixel (oh*sh + kh*dh - top, ow*sw + kw*dw - left); taps that fall in
-    the padding are never written (they keep the zeros of a fresh scratch)."""
-    stride, h_count, w_count, top, left, sh, sw = plan[1], plan[6], plan[7], plan[8], plan[9], plan[10], plan[11]
-    c_count = plan[20] // (plan[13] * plan[14])
-    kh_count, kw_count, dh, dw, oh_count, ow_count = plan[13], plan[14], plan[15], plan[16], plan[17], plan[18]
-    d = s0
-    for i in range(count):
-        for oh in range(oh_count):
-            for ow in range(ow_count):
-                for kh in range(kh_count):
-                    h = oh * sh + kh * dh - top
-                    if h < 0 or h >= h_count:
-                        continue
-                    for kw in range(kw_count):
-                        w = ow * sw + kw * dw - left
-                        if 0 <= w < w_count:
-                            copy_floats(src, d + (kh * kw_count + kw) * c_count, x,
-                                        (((n + i) * h_count + h) * w_count + w) * c_count, c_count)
-                d += stride
-
-
-@njit(nogil=True, cache=True)
 def fill_batch(src, x, n0, n1, plan):
-    """Images n0..n1-1 into a scratch copy of a whole batch, image n at src[n * plan[IMAGE_SIZE]:], as planes
-    (mode 1) or columns (mode 2)."""
-    if plan[0] == 2:
-        fill_columns(src, n0 * plan[4], x, n0, n1 - n0, plan)
-    else:
-        for n in range(n0, n1):
-            fill_image(src, n * plan[4], x, n, plan)
+    """Images n0..n1-1 into a scratch copy of a whole batch, image n at src[n * plan[IMAGE_SIZE]:], as planes."""
+    for n in range(n0, n1):
+        fill_image(src, n * plan[4], x, n, plan)
 
 
 @njit(nogil=True, cache=True)
