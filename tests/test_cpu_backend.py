@@ -505,7 +505,33 @@ def test_small_ops_run_on_the_calling_thread(monkeypatch):
     cpu_threads.map_ranges(lambda a, b: threads.add(threading.get_ident()), 100, size=999)
     assert threads == {caller}
     results = cpu_threads.map_ranges(lambda a, b: (a, b), 100, size=1000)
-    assert len(results) == cpu_threads.FIXED_SLICES  # at the threshold: split
+    assert len(results) == 2  # at the threshold: split, in the fewest slices (far below MIN_SLICE_SIZE)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+@pytest.mark.parametrize("slice_sizes, slices", [(0.1, 2), (1, 2), (4, 4), (9.5, 9), (16, 16), (100, 16)])
+def test_a_sums_slices_follow_its_size_never_the_thread_count(monkeypatch, threads, slice_sizes, slices):
+    monkeypatch.setattr(cpu_threads, "PARALLEL_MIN_SIZE", 1000)
+    monkeypatch.setenv("MINIDL_NUM_THREADS", threads)
+    size = int(slice_sizes * cpu_threads.MIN_SLICE_SIZE)
+    assert cpu_threads.map_ranges(lambda a, b: (a, b), 1000, size=size) == cpu_threads.split(1000, slices)
+
+
+@pytest.mark.parametrize("threads, calls", [("1", 1), ("2", 2 * cpu_threads.RANGES_PER_THREAD),
+                                            ("3", 3 * cpu_threads.RANGES_PER_THREAD)])
+def test_for_ranges_covers_every_item_once_in_ranges_per_thread(monkeypatch, threads, calls):
+    monkeypatch.setenv("MINIDL_NUM_THREADS", threads)
+    ranges, lock = [], threading.Lock()
+
+    def work(first, stop):
+        with lock:
+            ranges.append((first, stop))
+
+    cpu_threads.for_ranges(work, 1000, size=cpu_threads.PARALLEL_MIN_SIZE)
+    assert sorted(ranges) == cpu_threads.split(1000, calls)
+    ranges.clear()
+    cpu_threads.for_ranges(work, 1000, size=cpu_threads.PARALLEL_MIN_SIZE - 1)  # small: one call
+    assert ranges == [(0, 1000)]
 
 
 def test_a_small_batch_convolution_stays_on_one_thread(monkeypatch):

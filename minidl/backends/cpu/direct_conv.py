@@ -36,7 +36,7 @@ vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM 
 import numpy as np
 
 from ...functions.conv import output_size
-from .threads import FIXED_SLICES, for_ranges, map_ranges, num_threads
+from .threads import RANGES_PER_THREAD, for_ranges, map_ranges, num_threads
 from . import conv_codegen, simd
 from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, H, IMAGE_SIZE, IN_PLACE, LEFT, MODE, PLANE_ROWS, PLANES,
                       SH, SLACK, SW, TOP, W, WV, fill_batch, pack_weight_blocks, unpack_weight_grad)
@@ -304,7 +304,7 @@ def pack_weights(weight, plan, transpose, block, flip=False):
     outputs, inputs = weight.shape[:2] if not transpose else weight.shape[1::-1]
     padded = round_up(outputs, block)
     sizes = [len(positions) * inputs * padded for positions in plan.positions]
-    packed = np.zeros(sum(sizes), dtype=np.float32)
+    packed = np.empty(sum(sizes), dtype=np.float32)  # pack_weight_blocks writes every value
     flat = np.ascontiguousarray(weight, dtype=np.float32).reshape(-1)
     offset = 0
     for p, positions in enumerate(plan.positions):
@@ -327,8 +327,8 @@ def _convolve(plan, source, images, out_channels, weights, bias, out_pixels, mod
     layer's 9 MB of weights against its 4x4 images' 2-5 MB)."""
     y = np.empty(images * out_pixels * out_channels, dtype=np.float32)
     flops = 2 * int(plan.phases[:, 0].max(initial=0)) * out_pixels * images * out_channels * int(plan.plan[CHANNELS])
-    one_range = num_threads() == 1 or flops < PARALLEL_MIN_FLOPS  # else for_ranges cuts FIXED_SLICES ranges
-    per_chunk = min(int(plan.plan[CHUNK]), images if one_range else -(-images // FIXED_SLICES))
+    one_range = num_threads() == 1 or flops < PARALLEL_MIN_FLOPS  # else for_ranges cuts RANGES_PER_THREAD per thread
+    per_chunk = min(int(plan.plan[CHUNK]), images if one_range else -(-images // (num_threads() * RANGES_PER_THREAD)))
     blocks = -(-out_channels // block)
     if blocks > 1 and blocks * images * int(plan.plan[IMAGE_SIZE]) < -(-images // per_chunk) * weights.size:
         plan.plan[CHUNK] = images
@@ -357,9 +357,15 @@ def _fill_batch(plan, source, images):
     image n from n * image_size.  ``source`` itself in IN_PLACE mode."""
     if plan.plan[MODE] == IN_PLACE:
         return source
-    scratch = np.zeros(images * int(plan.plan[IMAGE_SIZE]) + int(plan.plan[SLACK]), dtype=np.float32)
-    for_ranges(lambda first, stop: fill_batch(scratch, source, first, stop, plan.plan), images, scratch.size,
-               PARALLEL_MIN_COPY)
+    image_size = int(plan.plan[IMAGE_SIZE])
+    scratch = np.empty(images * image_size + int(plan.plan[SLACK]), dtype=np.float32)
+    scratch[images * image_size:] = 0
+
+    def fill(first, stop):  # zeros first (the padding), then the pixels; each range while its part is in cache
+        scratch[first * image_size:stop * image_size] = 0
+        fill_batch(scratch, source, first, stop, plan.plan)
+
+    for_ranges(fill, images, scratch.size, PARALLEL_MIN_COPY)
     plan.plan[MODE] = IN_PLACE
     return scratch
 
@@ -469,8 +475,13 @@ def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
             return part
 
         parts = map_ranges(images, n, flops, PARALLEL_MIN_FLOPS)
-        total = parts[0]
-        for part in parts[1:]:
-            total += part
-        unpack_weight_grad(total, k_pad, block, kh * kw, c, 0, ocp, oc, flat_dw)
+
+        def add_and_unpack(first, stop):  # blocks first..stop-1: the parts added in range order, then unpacked
+            span = slice(first * block * k_pad, stop * block * k_pad)
+            total = parts[0][span].copy()
+            for part in parts[1:]:
+                total += part[span]
+            unpack_weight_grad(total, k_pad, block, kh * kw, c, first * block, stop * block, oc, flat_dw)
+
+        for_ranges(add_and_unpack, blocks, len(parts) * ocp * k_pad, PARALLEL_MIN_COPY)
     return dw

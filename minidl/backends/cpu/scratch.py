@@ -66,11 +66,15 @@ def fill_batch(src, x, n0, n1, plan):
 def pack_weight_blocks(w, out, offset, positions, outputs, inputs, kernel_hw, kernel_w, block, transpose, ob0, ob1):
     """Blocks ob0..ob1-1 of the packed weights (direct_conv.pack_weights): out[offset + ((ob*T + t)*inputs + i)*block
     + o] = W[o', i, kh, kw] with o' = ob*block + o and (kh, kw) = positions[t], for the flat (OC, C, KH, KW)
-    weights ``w`` (W[o', i] = w[o', i], or w[i, o'] when ``transpose``).  Outputs past ``outputs`` stay zero."""
+    weights ``w`` (W[o', i] = w[o', i], or w[i, o'] when ``transpose``).  Outputs past ``outputs`` are set to zero."""
     t_count = positions.shape[0]
     for ob in range(ob0, ob1):
         base = offset + ob * t_count * inputs * block
         stop = min(block, outputs - ob * block)
+        if stop < block:  # the last block's padding outputs
+            for k in range(t_count * inputs):
+                for o in range(stop, block):
+                    out[base + k * block + o] = 0.0
         if transpose:  # W[o', i] = w[i, o']: the block's outputs o' are (block, KH*KW) floats in a row of w
             for i in range(inputs):
                 for t in range(t_count):

@@ -42,22 +42,31 @@ def split(count, parts):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-PARALLEL_MIN_SIZE = 1 << 18  # values; below this one thread is faster than waking the others
-# Every parallel op is cut into this many slices whatever the thread count (reproducible sums; see
-# map_ranges): 4 per thread on 4 cores, enough to balance 2 to 8 threads.
+# Handing a range to another thread is not free here: a few tens of microseconds per op to wake a worker, and
+# as much again each time both threads want the GIL at once (between two ranges, a thread runs Python: it
+# takes the next range and calls the kernel).  So the split makes few ranges: on 2 cores these three rules
+# made ResNet-20's training step 10% faster at batch 128 and 16% at batch 16 (docs/performance.md).
+PARALLEL_MIN_SIZE = 1 << 19  # values; below this one thread is faster than two
+# Every parallel sum is cut into at most this many slices, whatever the thread count (reproducible sums; see
+# map_ranges): 4 per thread on 4 cores, enough to balance 2 to 8 threads...
 FIXED_SLICES = 16
+MIN_SLICE_SIZE = 1 << 16  # ...and into fewer for a smaller op: slices of at least this many values
+# Work whose ranges write their own part of the result (for_ranges) takes this many ranges per thread: two
+# still balance a worker that starts late, and each range more costs one more GIL handover.
+RANGES_PER_THREAD = 2
 
 
 def map_ranges(work, count, size=None, min_size=None):
     """[work(first, stop) for each range of split(count, ...)], in range order, run in parallel threads.
 
-    The op is cut into FIXED_SLICES ranges (fewer if ``count`` is smaller), whatever the number of
-    threads, so results do not depend on it; the calling thread and num_threads() - 1 pool workers
-    take the ranges one at a time, each the next one nobody has taken yet.  A worker that has not
-    started when the ranges run out is cancelled instead of waited for.  ``size``: the number of values the whole op reads or writes;
+    The op is cut into FIXED_SLICES ranges (fewer if ``count`` is smaller, or if ``size`` is given in values
+    and slices of MIN_SLICE_SIZE values would be fewer), whatever the number of threads, so results do not
+    depend on it; the calling thread and num_threads() - 1 pool workers take the ranges one at a time,
+    each the next one nobody has taken yet.  A worker that has not started when the ranges run out is
+    cancelled instead of waited for.  ``size``: the number of values the whole op reads or writes;
     below ``min_size`` (default PARALLEL_MIN_SIZE) the calling thread does it all in one range, since
     waking a worker and sharing the GIL with it costs 50-200 us here (a small batch trains 2-3x
-    faster on one thread).
+    faster on one thread).  A ``min_size`` in other units (FLOPs) keeps FIXED_SLICES.
     """
     small = size is not None and size < (PARALLEL_MIN_SIZE if min_size is None else min_size)
     if small or getattr(_inside, "worker", False):  # a small op, or already inside a range: one range, no split
@@ -65,7 +74,13 @@ def map_ranges(work, count, size=None, min_size=None):
     # The ranges depend on the op's size only, never on the number of threads, and each runs with
     # single-threaded BLAS: so a sum over ranges (BatchNorm's statistics, a weight gradient) adds the
     # same partial sums in the same order on 1 thread or 16, and a run gives the same bits either way.
-    ranges = split(count, FIXED_SLICES)
+    slices = FIXED_SLICES if size is None or min_size is not None else max(2, min(FIXED_SLICES,
+                                                                                  size // MIN_SLICE_SIZE))
+    return _run_ranges(work, split(count, slices))
+
+
+def _run_ranges(work, ranges):
+    """[work(*bounds) for bounds in ranges], the ranges shared by the calling thread and the pool's workers."""
     threads = min(num_threads(), len(ranges))
     if threads == 1:
         return _single_threaded_blas(lambda: [work(*bounds) for bounds in ranges])
@@ -93,12 +108,15 @@ def map_ranges(work, count, size=None, min_size=None):
 def for_ranges(work, count, size=None, min_size=None):
     """work(first, stop) over ranges covering range(count), for work whose ranges each write their own part
     of the result, so that the split cannot change it (a copy, an elementwise pass, a convolution image by
-    image).  One thread makes one call ``work(0, count)``; more share map_ranges's ranges.  (A sum over ranges
-    must use map_ranges itself: its fixed ranges make the sum the same on any number of threads.)"""
-    if num_threads() == 1:
+    image).  One thread, or an op smaller than ``min_size`` (as in map_ranges), makes one call
+    ``work(0, count)``; more threads take RANGES_PER_THREAD ranges each.  (A sum over ranges must use
+    map_ranges itself: its fixed ranges make the sum the same on any number of threads.)"""
+    threads = num_threads()
+    small = size is not None and size < (PARALLEL_MIN_SIZE if min_size is None else min_size)
+    if threads == 1 or small or getattr(_inside, "worker", False):
         work(0, count)
     else:
-        map_ranges(work, count, size, min_size)
+        _run_ranges(work, split(count, threads * RANGES_PER_THREAD))
 
 
 def _get_pool(workers):
