@@ -517,33 +517,6 @@ def test_a_sums_slices_follow_its_size_never_the_thread_count(monkeypatch, threa
     assert cpu_threads.map_ranges(lambda a, b: (a, b), 1000, size=size) == cpu_threads.split(1000, slices)
 
 
-@pytest.mark.parametrize("threads", ["1", "2", "3"])
-@pytest.mark.parametrize("rows, size", [(5, 10), (1000, 4 << 16), (100_003, 100 << 16)])
-def test_map_slices_gives_map_ranges_results_in_fewer_calls(monkeypatch, threads, rows, size):
-    monkeypatch.setenv("MINIDL_NUM_THREADS", threads)
-    calls = []
-
-    def work(edges):
-        calls.append(len(edges) - 1)
-        return [(first, stop) for first, stop in zip(edges[:-1], edges[1:])]
-
-    assert cpu_threads.map_slices(work, rows, size) == cpu_threads.map_ranges(lambda a, b: (a, b), rows, size)
-    assert len(calls) <= int(threads) * cpu_threads.RANGES_PER_THREAD
-
-
-@pytest.mark.parametrize("use_numba", [False, True])
-def test_the_slices_kernels_give_each_slice_the_one_slice_kernels_result(use_numba, numba_kernels):
-    rng = np.random.default_rng(9)
-    x, g = (rng.standard_normal((1001, 19)).astype(np.float32) for _ in range(2))
-    positive, mean, edges = rng.random(x.shape) < 0.5, x.mean(axis=0).astype(np.float64), np.array([0, 3, 500, 1001])
-    kernels = numba_kernels if use_numba else cpu_kernels.numpy_kernels()
-    for name, row_args, shared in (("shifted_sums", (x,), (mean,)), ("grad_sums", (g, x), (mean,)),
-                                   ("masked_grad_sums", (g, positive, x), (mean,))):
-        got = kernels[name + "_slices"](*row_args, *shared, edges)
-        for i, (first, stop) in enumerate(zip(edges[:-1], edges[1:])):
-            np.testing.assert_array_equal(got[i], kernels[name](*(a[first:stop] for a in row_args), *shared))
-
-
 @pytest.mark.parametrize("threads, calls", [("1", 1), ("2", 2 * cpu_threads.RANGES_PER_THREAD),
                                             ("3", 3 * cpu_threads.RANGES_PER_THREAD)])
 def test_for_ranges_covers_every_item_once_in_ranges_per_thread(monkeypatch, threads, calls):

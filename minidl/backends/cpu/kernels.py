@@ -15,9 +15,8 @@ tests/test_cpu_backend.py checks one against the other.  Without numba (or with
 MINIDL_DISABLE_NUMBA=1) the NumPy twins run.  numba is imported on first use, not at
 ``import minidl``, and compiled kernels are cached on disk.
 
-Each kernel works on one range of rows; ``threads.for_ranges`` shares the ranges among the cores (numba
-kernels release the GIL), and ``threads.map_slices`` the fixed slices of a sum, several per call (the
-``*_slices`` kernels).  The numba kernels accumulate sums in float64 (per slice, then added):
+Each kernel works on one range of rows; ``threads.map_ranges`` runs one range per core (numba
+kernels release the GIL).  The numba kernels accumulate sums in float64 (per range, then added):
 with float32 data this costs nothing extra in time and keeps the mean and variance accurate over
 10^5+ rows.  The NumPy twins sum in the data's dtype with BLAS (a float64 column sum of float32
 data is several times slower in NumPy), as accurate as float32 summation allows.
@@ -27,7 +26,7 @@ import os
 
 import numpy as np
 
-from .threads import for_ranges, map_slices
+from .threads import for_ranges, map_ranges
 
 
 # ------------------------------------------------------------------ NumPy twins (one row range each)
@@ -191,35 +190,9 @@ def _compile():
         for i in range(g.shape[0]):
             out[i] = g[i] if positive[i] else 0
 
-    # The column sums of consecutive slices of rows (threads.map_slices), one slice at a time: one call, and one
-    # release of the GIL, for all the slices a thread takes.
-    @jit
-    def shifted_sums_slices(x, shift, edges):
-        out = np.empty((len(edges) - 1, 2, x.shape[1]), dtype=np.float64)
-        for s in range(len(edges) - 1):
-            out[s] = shifted_sums(x[edges[s]:edges[s + 1]], shift)
-        return out
-
-    @jit
-    def grad_sums_slices(g, x, mean, edges):
-        out = np.empty((len(edges) - 1, 2, x.shape[1]), dtype=np.float64)
-        for s in range(len(edges) - 1):
-            out[s] = grad_sums(g[edges[s]:edges[s + 1]], x[edges[s]:edges[s + 1]], mean)
-        return out
-
-    @jit
-    def masked_grad_sums_slices(g, positive, x, mean, edges):
-        out = np.empty((len(edges) - 1, 2, x.shape[1]), dtype=np.float64)
-        for s in range(len(edges) - 1):
-            a, b = edges[s], edges[s + 1]
-            out[s] = masked_grad_sums(g[a:b], positive[a:b], x[a:b], mean)
-        return out
-
     return dict(shifted_sums=shifted_sums, scale_shift=scale_shift, scale_shift_relu=scale_shift_relu,
                 grad_sums=grad_sums, input_grad=input_grad, masked_grad_sums=masked_grad_sums,
-                masked_input_grad=masked_input_grad, relu=relu, add_relu=add_relu, relu_grad=relu_grad,
-                shifted_sums_slices=shifted_sums_slices, grad_sums_slices=grad_sums_slices,
-                masked_grad_sums_slices=masked_grad_sums_slices)
+                masked_input_grad=masked_input_grad, relu=relu, add_relu=add_relu, relu_grad=relu_grad)
 
 
 def compiled_or_twins(compile, numpy_kernels):
@@ -243,18 +216,7 @@ def numpy_kernels():
     return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, scale_shift_relu=scale_shift_relu_numpy,
                 grad_sums=grad_sums_numpy, input_grad=input_grad_numpy, masked_grad_sums=masked_grad_sums_numpy,
                 masked_input_grad=masked_input_grad_numpy, relu=relu_numpy, add_relu=add_relu_numpy,
-                relu_grad=relu_grad_numpy, shifted_sums_slices=_slices_numpy(shifted_sums_numpy),
-                grad_sums_slices=_slices_numpy(grad_sums_numpy),
-                masked_grad_sums_slices=_slices_numpy(masked_grad_sums_numpy))
-
-
-def _slices_numpy(kernel):
-    """The twin of a ``*_slices`` kernel: ``kernel`` on rows edges[i]..edges[i+1] of each argument but the
-    last (the shift or the mean, the same for every slice)."""
-    def slices(*args):
-        *rows, common, edges = args
-        return np.stack([kernel(*(a[first:stop] for a in rows), common) for first, stop in zip(edges[:-1], edges[1:])])
-    return slices
+                relu_grad=relu_grad_numpy)
 
 
 # ------------------------------------------------------------------ whole-array passes, rows split across threads
@@ -268,7 +230,7 @@ def column_mean_and_var(x, kernels=None):
     k = kernels or globals()["kernels"]()
     rows = len(x)
     shift = x[0].astype(np.float64)
-    sums = sum(map_slices(lambda edges: k["shifted_sums_slices"](x, shift, edges), rows, x.size)) / rows
+    sums = sum(map_ranges(lambda a, b: k["shifted_sums"](x[a:b], shift), rows, x.size)) / rows
     return shift + sums[0], np.maximum(sums[1] - sums[0] ** 2, 0)
 
 
@@ -293,9 +255,9 @@ def grad_sums(g, x, mean, positive=None, kernels=None):
     """(sum of g, sum of g * (x - mean)) per column, float64; with ``positive``, of g where positive, else 0."""
     k = kernels or globals()["kernels"]()
     if positive is None:
-        sums = map_slices(lambda edges: k["grad_sums_slices"](g, x, mean, edges), len(x), 2 * x.size)
+        sums = map_ranges(lambda a, b: k["grad_sums"](g[a:b], x[a:b], mean), len(x), 2 * x.size)
     else:
-        sums = map_slices(lambda edges: k["masked_grad_sums_slices"](g, positive, x, mean, edges), len(x),
+        sums = map_ranges(lambda a, b: k["masked_grad_sums"](g[a:b], positive[a:b], x[a:b], mean), len(x),
                           2 * x.size)
     sums = sum(sums)
     return sums[0], sums[1]

@@ -79,25 +79,6 @@ def map_ranges(work, count, size=None, min_size=None):
     return _run_ranges(work, split(count, slices))
 
 
-def map_slices(work, count, size=None):
-    """map_ranges's results, with each thread taking several of its slices in one call.
-
-    ``work(edges)`` computes consecutive slices, slice i being edges[i]..edges[i+1] (an int64 array), and
-    returns their results in order (a compiled kernel that loops over its slices makes one call, and one
-    GIL handover, instead of one per slice).  The slices are map_ranges's, so a sum of the results in order
-    gives the same bits; how they are grouped into calls depends on the number of threads, which cannot
-    change any one slice's result.
-    """
-    small = size is not None and size < PARALLEL_MIN_SIZE
-    if small or getattr(_inside, "worker", False):
-        return list(work(np.array([0, count], dtype=np.int64)))
-    slices = split(count, max(2, min(FIXED_SLICES, size // MIN_SLICE_SIZE)) if size is not None else FIXED_SLICES)
-    edges = np.array([first for first, _ in slices] + [count], dtype=np.int64)
-    groups = split(len(slices), num_threads() * RANGES_PER_THREAD)
-    return [result for part in _run_ranges(lambda first, stop: work(edges[first:stop + 1]), groups)
-            for result in part]
-
-
 def _run_ranges(work, ranges):
     """[work(*bounds) for bounds in ranges], the ranges shared by the calling thread and the pool's workers."""
     threads = min(num_threads(), len(ranges))
