@@ -8,7 +8,12 @@ twins; the threads' split ufuncs against one plain call.  Inputs include channel
 NCHW) arrays, odd channel counts and sizes, strides 2, 1x1 kernels, padding wider than the kernel and
 float64.  The fast implementations are switched on here even under MINIDL_REFERENCE=1.
 """
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -28,6 +33,8 @@ from minidl.functions import conv
 from minidl.functions.batchnorm import batch_norm
 from tests import test_cpu_optim, test_cpu_pooling
 from tests.helpers import assert_close, chosen_implementations, fast_and_reference
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -690,3 +697,62 @@ def test_the_fused_ops_give_the_same_bits_on_any_number_of_threads(monkeypatch, 
     for count in ("2", threads):
         for got, expected in zip(results[count], results["1"]):
             np.testing.assert_array_equal(got, expected)
+
+
+# ---------------------------------------------------------------- numba's on-disk cache
+_ONE_STEP_THEN_CACHE_STATS = """
+import json, sys
+import numpy as np
+import minidl
+from minidl import nn
+
+class Block(nn.Module):  # every kind of CPU kernel a ResNet step runs: conv, BN + ReLU, add + ReLU, pooling, SGD
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.conv2, self.bn2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.relu, self.pool, self.fc = nn.ReLU(), nn.MaxPool2d(2), nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)) + x)
+        return self.fc(self.pool(x).flatten(1))
+
+model = Block()
+optimizer = minidl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+x = minidl.tensor(np.random.default_rng(0).standard_normal((64, 3, 16, 16)).astype(np.float32))
+x = x.contiguous(memory_format=minidl.channels_last)
+minidl.nn.functional.cross_entropy(model(x), minidl.tensor(np.arange(64) % 10)).backward()
+optimizer.step()
+from numba.core.dispatcher import Dispatcher
+stats = {}
+for name, module in list(sys.modules.items()):
+    if name.startswith(("minidl.backends.cpu", "minidl_")):
+        for attribute, value in vars(module).items():
+            if isinstance(value, Dispatcher) and value.signatures:
+                stats[name + "." + attribute] = (sum(value.stats.cache_hits.values()),
+                                                 sum(value.stats.cache_misses.values()))
+for module_name in ("kernels", "pool_kernels", "optim"):
+    module = sys.modules["minidl.backends.cpu." + module_name]
+    for attribute, value in (module.kernels() if hasattr(module, "kernels") else {}).items():
+        if isinstance(value, Dispatcher) and value.signatures:
+            stats[module_name + "." + attribute] = (sum(value.stats.cache_hits.values()),
+                                                    sum(value.stats.cache_misses.values()))
+print(json.dumps(stats))
+"""
+
+
+def test_a_new_process_loads_every_cpu_kernel_from_numbas_cache(tmp_path):
+    """The first step of a new process must not compile (issue 13's start-up): a numba kernel that cannot be
+    cached (one calling a jitted closure, say) is compiled again in every process, seconds each, silently."""
+    pytest.importorskip("numba")
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), MINIDL_NUM_THREADS="2")
+    runs = [subprocess.run([sys.executable, "-c", _ONE_STEP_THEN_CACHE_STATS], capture_output=True, text=True,
+                           env=environment, timeout=600, cwd=str(ROOT)) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    first, second = (json.loads(run.stdout.strip().splitlines()[-1]) for run in runs)
+    assert len(second) >= 10, second  # the step did run the compiled kernels
+    assert {name: hits for name, (hits, misses) in first.items() if hits} == {}, "the first run found a cache"
+    not_loaded = {name: counts for name, counts in second.items() if counts[1] or not counts[0]}
+    assert not_loaded == {}, f"compiled again in a second process (hits, misses): {not_loaded}"
