@@ -45,7 +45,7 @@ def split(count, parts):
 # Handing a range to another thread is not free here: a few tens of microseconds per op to wake a worker, and
 # as much again each time both threads want the GIL at once (between two ranges, a thread runs Python: it
 # takes the next range and calls the kernel).  So the split makes few ranges: on 2 cores these three rules
-# made ResNet-20's training step 10% faster at batch 128 and 16% at batch 16 (docs/performance.md).
+# made ResNet-20's training step 15-20% faster at batch 16 and 32, a few percent at batch 128 (docs/performance.md).
 PARALLEL_MIN_SIZE = 1 << 19  # values; below this one thread is faster than two
 # Every parallel sum is cut into at most this many slices, whatever the thread count (reproducible sums; see
 # map_ranges): 4 per thread on 4 cores, enough to balance 2 to 8 threads...
