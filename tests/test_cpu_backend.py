@@ -726,18 +726,17 @@ minidl.nn.functional.cross_entropy(model(x), minidl.tensor(np.arange(64) % 10)).
 optimizer.step()
 from numba.core.dispatcher import Dispatcher
 stats = {}
-for name, module in list(sys.modules.items()):
-    if name.startswith(("minidl.backends.cpu", "minidl_")):
-        for attribute, value in vars(module).items():
-            if isinstance(value, Dispatcher) and value.signatures:
-                stats[name + "." + attribute] = (sum(value.stats.cache_hits.values()),
-                                                 sum(value.stats.cache_misses.values()))
-for module_name in ("kernels", "pool_kernels", "optim"):
-    module = sys.modules["minidl.backends.cpu." + module_name]
-    for attribute, value in (module.kernels() if hasattr(module, "kernels") else {}).items():
+
+def record(prefix, functions):  # (cache hits, cache misses) of each numba function that compiled something
+    for name, value in functions.items():
         if isinstance(value, Dispatcher) and value.signatures:
-            stats[module_name + "." + attribute] = (sum(value.stats.cache_hits.values()),
-                                                    sum(value.stats.cache_misses.values()))
+            stats[prefix + name] = (sum(value.stats.cache_hits.values()), sum(value.stats.cache_misses.values()))
+
+for name, module in list(sys.modules.items()):
+    if name.startswith(("minidl.backends.cpu", "minidl_")):  # the backend's modules and the generated kernels
+        record(name + ".", vars(module))
+for name in ("kernels", "pool_kernels", "optim"):  # their kernels() dicts: functions made inside _compile()
+    record(name + ".", sys.modules["minidl.backends.cpu." + name].kernels())
 print(json.dumps(stats))
 """
 

@@ -36,7 +36,7 @@ vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM 
 import numpy as np
 
 from ...functions.conv import output_size
-from .threads import RANGES_PER_THREAD, for_ranges, map_ranges, num_threads
+from .threads import for_ranges, for_ranges_parts, map_ranges
 from . import conv_codegen, simd
 from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, H, IMAGE_SIZE, IN_PLACE, LEFT, MODE, PLANE_ROWS, PLANES,
                       SH, SLACK, SW, TOP, W, WV, fill_batch, pack_weight_blocks, unpack_weight_grad)
@@ -327,8 +327,7 @@ def _convolve(plan, source, images, out_channels, weights, bias, out_pixels, mod
     layer's 9 MB of weights against its 4x4 images' 2-5 MB)."""
     y = np.empty(images * out_pixels * out_channels, dtype=np.float32)
     flops = 2 * int(plan.phases[:, 0].max(initial=0)) * out_pixels * images * out_channels * int(plan.plan[CHANNELS])
-    one_range = num_threads() == 1 or flops < PARALLEL_MIN_FLOPS  # else for_ranges cuts RANGES_PER_THREAD per thread
-    per_chunk = min(int(plan.plan[CHUNK]), images if one_range else -(-images // (num_threads() * RANGES_PER_THREAD)))
+    per_chunk = min(int(plan.plan[CHUNK]), -(-images // for_ranges_parts(flops, PARALLEL_MIN_FLOPS)))  # a range's images
     blocks = -(-out_channels // block)
     if blocks > 1 and blocks * images * int(plan.plan[IMAGE_SIZE]) < -(-images // per_chunk) * weights.size:
         plan.plan[CHUNK] = images

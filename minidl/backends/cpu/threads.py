@@ -68,15 +68,23 @@ def map_ranges(work, count, size=None, min_size=None):
     waking a worker and sharing the GIL with it costs 50-200 us here (a small batch trains 2-3x
     faster on one thread).  A ``min_size`` in other units (FLOPs) keeps FIXED_SLICES.
     """
-    small = size is not None and size < (PARALLEL_MIN_SIZE if min_size is None else min_size)
-    if small or getattr(_inside, "worker", False):  # a small op, or already inside a range: one range, no split
+    if _one_call(size, min_size):
         return [work(0, count)]
     # The ranges depend on the op's size only, never on the number of threads, and each runs with
     # single-threaded BLAS: so a sum over ranges (BatchNorm's statistics, a weight gradient) adds the
     # same partial sums in the same order on 1 thread or 16, and a run gives the same bits either way.
-    slices = FIXED_SLICES if size is None or min_size is not None else max(2, min(FIXED_SLICES,
-                                                                                  size // MIN_SLICE_SIZE))
+    if size is None or min_size is not None:
+        slices = FIXED_SLICES
+    else:
+        slices = max(2, min(FIXED_SLICES, size // MIN_SLICE_SIZE))
     return _run_ranges(work, split(count, slices))
+
+
+def _one_call(size, min_size):
+    """Whether an op runs as one call on the calling thread: it is smaller than ``min_size`` (default
+    PARALLEL_MIN_SIZE), or this thread is already running a range of another op."""
+    small = size is not None and size < (PARALLEL_MIN_SIZE if min_size is None else min_size)
+    return small or getattr(_inside, "worker", False)
 
 
 def _run_ranges(work, ranges):
@@ -111,12 +119,18 @@ def for_ranges(work, count, size=None, min_size=None):
     image).  One thread, or an op smaller than ``min_size`` (as in map_ranges), makes one call
     ``work(0, count)``; more threads take RANGES_PER_THREAD ranges each.  (A sum over ranges must use
     map_ranges itself: its fixed ranges make the sum the same on any number of threads.)"""
-    threads = num_threads()
-    small = size is not None and size < (PARALLEL_MIN_SIZE if min_size is None else min_size)
-    if threads == 1 or small or getattr(_inside, "worker", False):
+    parts = for_ranges_parts(size, min_size)
+    if parts == 1:
         work(0, count)
     else:
-        _run_ranges(work, split(count, threads * RANGES_PER_THREAD))
+        _run_ranges(work, split(count, parts))
+
+
+def for_ranges_parts(size=None, min_size=None):
+    """How many ranges for_ranges cuts an op into (fewer when it has fewer items): 1, one call on the calling
+    thread, or RANGES_PER_THREAD per thread."""
+    threads = num_threads()
+    return 1 if threads == 1 or _one_call(size, min_size) else threads * RANGES_PER_THREAD
 
 
 def _get_pool(workers):
