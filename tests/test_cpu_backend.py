@@ -505,6 +505,18 @@ def test_row_shift_is_taken_for_narrow_layers_but_not_for_an_rgb_stem():
         assert cpu_conv.strategy(3, (3, 3), (1, 1)) == "row_shift"
 
 
+@pytest.mark.parametrize("pass_", ["forward", "input_grad", "weight_grad"])
+def test_float32_strided_projections_take_the_direct_kernels_in_every_pass(pass_):
+    pytest.importorskip("numba")
+    if not cpu_conv.direct_conv_available():
+        pytest.skip("the direct kernels are switched off here")
+    for channels in (16, 64, 256):
+        assert cpu_conv.strategy(channels, (1, 1), (2, 2), np.float32, pass_=pass_) == "direct"
+        assert cpu_conv.strategy(channels, (1, 1), (2, 2), np.float64, pass_=pass_) == "im2col"
+    # stride 1: one GEMM on the activation as it lies (the weight gradient of a narrow one excepted)
+    assert cpu_conv.strategy(256, (1, 1), (1, 1), np.float32, pass_=pass_) == "im2col"
+
+
 def test_small_ops_run_on_the_calling_thread(monkeypatch):
     monkeypatch.setattr(cpu_threads, "PARALLEL_MIN_SIZE", 1000)
     caller = threading.get_ident()

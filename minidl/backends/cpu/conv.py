@@ -44,8 +44,9 @@ from .threads import for_ranges, map_ranges
 # row-shifted GEMMs are too thin (K = 3*3 for an RGB stem): one im2col GEMM with K = 27 is faster.
 ROW_SHIFT_MAX_WIDTH = 96
 ROW_SHIFT_MIN_CHANNELS = 8
-# input channels below which a 1x1 layer's weight gradient runs the direct kernel (measured on the projections
-# of ResNet-20 and ResNet-18: faster at 16 and 32 channels, even at 64, slower from 128 on)
+# input channels below which a 1x1 stride-1 layer's weight gradient runs the direct kernel (measured on one thread
+# on the projections of ResNet-20 and ResNet-18: faster at 16 and 32 channels, even at 64, slower from 128 on;
+# the strided ones now run the direct kernels in every pass, see strategy)
 POINTWISE_DIRECT_CHANNELS = 64
 
 
@@ -55,12 +56,14 @@ def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forw
     The forward pass, the weight gradient and the stride-1 input gradient (a convolution of G,
     whose channels are the layer's output channels) each ask this, so one rule picks the kernels:
     the direct SIMD kernels (direct_conv.py) for float32 wider than 1x1 while numba is on (``direct``:
-    False leaves them out, for comparisons); a 1x1 convolution is one GEMM (docs/performance.md),
-    except the weight gradient of one with fewer than POINTWISE_DIRECT_CHANNELS input channels (the
-    direct kernel reads the input in place, every s-th pixel).
+    False leaves them out, for comparisons), and for a strided 1x1 convolution (a ResNet's projection:
+    the direct kernels read every s-th pixel in place, split across threads; the GEMM path copies them out
+    on one thread).  A 1x1 stride-1 convolution is one GEMM on the activation as it lies (docs/performance.md),
+    except the weight gradient of one with fewer than POINTWISE_DIRECT_CHANNELS input channels.
     """
     if direct and dtype == np.float32 and direct_conv_available():
-        if tuple(kernel_size) != (1, 1) or (pass_ == "weight_grad" and channels < POINTWISE_DIRECT_CHANNELS):
+        pointwise = tuple(kernel_size) == (1, 1)
+        if not pointwise or tuple(stride) != (1, 1) or (pass_ == "weight_grad" and channels < POINTWISE_DIRECT_CHANNELS):
             return "direct"
     if (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
             and kernel_size[1] * channels <= ROW_SHIFT_MAX_WIDTH):
