@@ -294,21 +294,15 @@ def load(kind, r_count, v_count, width):
     key = (kind, r_count, v_count, width)
     if key not in _modules:
         source = {"conv": conv_source, "weight_grad": weight_grad_source}[kind](r_count, v_count, width)
-        _modules[key] = load_source(f"minidl_{kind}_{width}x{r_count}x{v_count}", source)
+        name = f"minidl_{kind}_{width}x{r_count}x{v_count}_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+        path = cache_dir() / f"{name}.py"
+        _write_once(path, source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # numba's cache pickles references to the module by name
+        spec.loader.exec_module(module)
+        _modules[key] = module
     return _modules[key]
-
-
-def load_source(prefix, source):
-    """Imports generated ``source`` as a module from a file in cache_dir() named after ``prefix`` and the
-    source's hash (numba caches the compiled code of a function by its file)."""
-    name = f"{prefix}_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
-    path = cache_dir() / f"{name}.py"
-    _write_once(path, source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # numba's cache pickles references to the module by name
-    spec.loader.exec_module(module)
-    return module
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ MINIDL_DISABLE_NUMBA=1) the NumPy twins run.  numba is imported on first use, no
 
 Each kernel works on one range of rows; ``threads.map_ranges`` runs one range per core (numba
 kernels release the GIL).  The numba kernels accumulate sums in float64 (per range, then added):
-with float32 data this keeps the mean and variance accurate over 10^5+ rows.  For float32 rows
-whose channel count a vector width divides (16, 32, 64... channels), the column sums run on SIMD
-vectors instead (vector_rows.py, ``row_kernels``): float32 over at most 256 rows, float64 beyond.  The NumPy twins sum in the data's dtype with BLAS (a float64 column sum of float32
+with float32 data this costs nothing extra in time and keeps the mean and variance accurate over
+10^5+ rows.  The NumPy twins sum in the data's dtype with BLAS (a float64 column sum of float32
 data is several times slower in NumPy), as accurate as float32 summation allows.
 """
 import functools
@@ -27,7 +26,6 @@ import os
 
 import numpy as np
 
-from . import vector_rows
 from .threads import for_ranges, map_ranges
 
 
@@ -214,21 +212,6 @@ def kernels():
     return compiled_or_twins(_compile, numpy_kernels)
 
 
-def row_kernels(x):
-    """The kernels for the rows ``x``: kernels(), with the column sums on SIMD vectors (vector_rows.py)
-    when they are numba's and x is float32 with a channel count that vectors of 4, 8 or 16 lanes divide."""
-    k = kernels()
-    width = None if k["shifted_sums"] is shifted_sums_numpy else vector_rows.width_for(x)
-    if width is None:
-        return k
-    if width not in _vector_kernels:
-        _vector_kernels[width] = vector_rows.Kernels(width, k)
-    return _vector_kernels[width]
-
-
-_vector_kernels = {}
-
-
 def numpy_kernels():
     return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, scale_shift_relu=scale_shift_relu_numpy,
                 grad_sums=grad_sums_numpy, input_grad=input_grad_numpy, masked_grad_sums=masked_grad_sums_numpy,
@@ -244,13 +227,10 @@ def column_mean_and_var(x, kernels=None):
     mean = K + S1/m and var = S2/m - (S1/m)^2; the shift keeps the subtraction free of the
     cancellation that E[x^2] - E[x]^2 suffers when the mean is large against the spread.
     """
-    k = kernels or row_kernels(x)
+    k = kernels or globals()["kernels"]()
     rows = len(x)
     shift = x[0].astype(np.float64)
-    if isinstance(k, vector_rows.Kernels):
-        sums = k.statistics(x, shift) / rows
-    else:
-        sums = sum(map_ranges(lambda a, b: k["shifted_sums"](x[a:b], shift), rows, x.size)) / rows
+    sums = sum(map_ranges(lambda a, b: k["shifted_sums"](x[a:b], shift), rows, x.size)) / rows
     return shift + sums[0], np.maximum(sums[1] - sums[0] ** 2, 0)
 
 
@@ -273,10 +253,7 @@ def scale_shift_relu(x, scale, shift, kernels=None):
 
 def grad_sums(g, x, mean, positive=None, kernels=None):
     """(sum of g, sum of g * (x - mean)) per column, float64; with ``positive``, of g where positive, else 0."""
-    k = kernels or row_kernels(x)
-    if isinstance(k, vector_rows.Kernels):
-        sums = k.gradient(g, x, mean, positive)
-        return sums[0], sums[1]
+    k = kernels or globals()["kernels"]()
     if positive is None:
         sums = map_ranges(lambda a, b: k["grad_sums"](g[a:b], x[a:b], mean), len(x), 2 * x.size)
     else:

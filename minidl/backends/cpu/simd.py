@@ -19,8 +19,6 @@ explicit vector type compiles, under numba's default settings, to exactly the in
     fma(a, b, c)            a * b + c in each lane, one rounding (llvm.fma)
     add(a, b), mul(a, b)    per lane
     lane(v, k)              lane k of v, a float32
-    where(flags, i, v)      v in the lanes where the bool array flags[i:i+W] is True, 0.0 in the others
-                            (a select, not a multiply: a NaN in v where the flag is off gives 0)
     copy(dst, d, src, s)    dst[d:d+W] = src[s:s+W]
 
 The vector width of the machine is chosen once, at import, from what LLVM reports for the host
@@ -77,7 +75,6 @@ class _Float32VectorModel(models.PrimitiveModel):
 
 
 _FLAT_FLOAT32 = types.Array(types.float32, 1, "C")
-_FLAT_BOOL = types.Array(types.boolean, 1, "C")
 _I32 = ir.IntType(32)
 
 
@@ -179,21 +176,7 @@ class Lanes:
                 return builder.call(function, args)
             return vec(vec, vec, vec), codegen
 
-        @intrinsic
-        def where(typingctx, flags, index, value):
-            if flags != _FLAT_BOOL:
-                raise TypeError(f"simd.where: expected a 1-D C-contiguous bool array, got {flags}")
-
-            def codegen(context, builder, sig, args):
-                pointer = _element_pointer(context, builder, sig.args[0], args[0], args[1])  # bools are bytes
-                byte_vector = ir.VectorType(ir.IntType(8), width)
-                bytes_ = builder.load(_vector_pointer(builder, pointer, byte_vector), align=1)
-                is_set = builder.icmp_unsigned("!=", bytes_, ir.Constant(byte_vector, [0] * width))
-                return builder.select(is_set, args[2], ir.Constant(llvm_vector, [0.0] * width))
-            return vec(flags, index, vec), codegen
-
         self.zeros, self.load, self.splat_at, self.store = zeros, load, splat_at, store
-        self.where = where
         self.lane, self.with_lane, self.fma = lane, with_lane, fma
         self.add = _binary("add", lambda builder, a, b: builder.fadd(a, b))
         self.mul = _binary("mul", lambda builder, a, b: builder.fmul(a, b))

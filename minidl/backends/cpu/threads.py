@@ -73,17 +73,11 @@ def map_ranges(work, count, size=None, min_size=None):
     # The ranges depend on the op's size only, never on the number of threads, and each runs with
     # single-threaded BLAS: so a sum over ranges (BatchNorm's statistics, a weight gradient) adds the
     # same partial sums in the same order on 1 thread or 16, and a run gives the same bits either way.
-    slices = FIXED_SLICES if size is None or min_size is not None else sum_slices(size)
+    if size is None or min_size is not None:
+        slices = FIXED_SLICES
+    else:
+        slices = max(2, min(FIXED_SLICES, size // MIN_SLICE_SIZE))
     return _run_ranges(work, split(count, slices))
-
-
-def sum_slices(size):
-    """How many fixed slices map_ranges cuts a sum over ``size`` values into: 1 below PARALLEL_MIN_SIZE, else
-    one per MIN_SLICE_SIZE values, 2 to FIXED_SLICES of them.  A kernel that sums several slices in one call
-    (vector_rows.py) cuts them the same way, so its partial sums too follow the size, never the thread count."""
-    if size < PARALLEL_MIN_SIZE:
-        return 1
-    return max(2, min(FIXED_SLICES, size // MIN_SLICE_SIZE))
 
 
 def _one_call(size, min_size):
