@@ -506,15 +506,35 @@ def test_row_shift_is_taken_for_narrow_layers_but_not_for_an_rgb_stem():
 
 
 @pytest.mark.parametrize("pass_", ["forward", "input_grad", "weight_grad"])
-def test_float32_strided_projections_take_the_direct_kernels_in_every_pass(pass_):
+def test_float32_strided_projections_take_the_direct_kernels_when_large_enough(pass_):
     pytest.importorskip("numba")
     if not cpu_conv.direct_conv_available():
         pytest.skip("the direct kernels are switched off here")
+    large, small = cpu_conv.POINTWISE_DIRECT_MIN_MACS, cpu_conv.POINTWISE_DIRECT_MIN_MACS - 1
     for channels in (16, 64, 256):
-        assert cpu_conv.strategy(channels, (1, 1), (2, 2), np.float32, pass_=pass_) == "direct"
-        assert cpu_conv.strategy(channels, (1, 1), (2, 2), np.float64, pass_=pass_) == "im2col"
-    # stride 1: one GEMM on the activation as it lies (the weight gradient of a narrow one excepted)
-    assert cpu_conv.strategy(256, (1, 1), (1, 1), np.float32, pass_=pass_) == "im2col"
+        assert cpu_conv.strategy(channels, (1, 1), (2, 2), np.float32, pass_=pass_, macs=large) == "direct"
+        assert cpu_conv.strategy(channels, (1, 1), (2, 2), np.float64, pass_=pass_, macs=large) == "im2col"
+    # smaller: one GEMM call on the calling thread, but for the weight gradient of a narrow layer
+    assert cpu_conv.strategy(256, (1, 1), (2, 2), np.float32, pass_=pass_, macs=small) == "im2col"
+    narrow = "direct" if pass_ == "weight_grad" else "im2col"
+    assert cpu_conv.strategy(16, (1, 1), (2, 2), np.float32, pass_=pass_, macs=small) == narrow
+    # stride 1: one GEMM on the activation as it lies
+    assert cpu_conv.strategy(256, (1, 1), (1, 1), np.float32, pass_=pass_, macs=large) == "im2col"
+
+
+def test_the_conv_passes_count_their_multiply_adds_for_the_strategy(monkeypatch):
+    """Each pass asks strategy with its own multiply-adds: output pixels times the weights' size."""
+    asked = []
+    real = cpu_conv.strategy
+    monkeypatch.setattr(cpu_conv, "strategy", lambda *a, **k: asked.append(k.get("macs")) or real(*a, **k))
+    x = channels_last_copy(np.ones((2, 4, 6, 6), dtype=np.float32))
+    w = np.ones((8, 4, 1, 1), dtype=np.float32)
+    g = channels_last_copy(np.ones((2, 8, 3, 3), dtype=np.float32))
+    geometry = (2, 2), (0, 0, 0, 0), (1, 1)
+    cpu_conv.conv_forward(x, w, None, *geometry)
+    cpu_conv.conv_input_grad(g, w, x.shape, *geometry)
+    cpu_conv.conv_weight_grad(x, None, g, w.shape, *geometry)
+    assert [m for m in asked if m is not None] == [2 * 3 * 3 * 8 * 4] * 3
 
 
 def test_small_ops_run_on_the_calling_thread(monkeypatch):

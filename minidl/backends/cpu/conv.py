@@ -44,26 +44,29 @@ from .threads import for_ranges, map_ranges
 # row-shifted GEMMs are too thin (K = 3*3 for an RGB stem): one im2col GEMM with K = 27 is faster.
 ROW_SHIFT_MAX_WIDTH = 96
 ROW_SHIFT_MIN_CHANNELS = 8
-# input channels below which a 1x1 stride-1 layer's weight gradient runs the direct kernel (measured on one thread
-# on the projections of ResNet-20 and ResNet-18: faster at 16 and 32 channels, even at 64, slower from 128 on;
-# the strided ones now run the direct kernels in every pass, see strategy)
+# input channels below which a 1x1 layer's weight gradient runs the direct kernel (measured on one thread on the
+# projections of ResNet-20 and ResNet-18: faster at 16 and 32 channels, even at 64, slower from 128 on)
 POINTWISE_DIRECT_CHANNELS = 64
+# multiply-adds from which a strided 1x1 layer (a ResNet's projection) runs the direct kernels in every pass: they
+# read every s-th pixel in place and split the batch across threads, where the GEMM path copies the pixels out on
+# the calling thread.  In a training step on 2 threads: ResNet-18's projections at batch 32 (67-134M) 5.5 ms less
+# per step, ResNet-20's at batch 128 (16.8M) 1.2 ms less, at batch 32 (4.2M) 0.8 ms more (docs/performance.md)
+POINTWISE_DIRECT_MIN_MACS = 1 << 24
 
 
-def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forward"):
+def strategy(channels, kernel_size, stride, dtype=None, direct=True, pass_="forward", macs=0):
     """How the CPU convolves an NHWC input of ``channels`` channels: 'direct', 'row_shift' or 'im2col'.
 
     The forward pass, the weight gradient and the stride-1 input gradient (a convolution of G,
     whose channels are the layer's output channels) each ask this, so one rule picks the kernels:
     the direct SIMD kernels (direct_conv.py) for float32 wider than 1x1 while numba is on (``direct``:
-    False leaves them out, for comparisons), and for a strided 1x1 convolution (a ResNet's projection:
-    the direct kernels read every s-th pixel in place, split across threads; the GEMM path copies them out
-    on one thread).  A 1x1 stride-1 convolution is one GEMM on the activation as it lies (docs/performance.md),
-    except the weight gradient of one with fewer than POINTWISE_DIRECT_CHANNELS input channels.
+    False leaves them out, for comparisons).  A 1x1 convolution is one GEMM (docs/performance.md), except a
+    strided one of at least POINTWISE_DIRECT_MIN_MACS multiply-adds (``macs``, the pass's), and the weight
+    gradient of one with fewer than POINTWISE_DIRECT_CHANNELS input channels: those run the direct kernels.
     """
     if direct and dtype == np.float32 and direct_conv_available():
-        pointwise = tuple(kernel_size) == (1, 1)
-        if not pointwise or tuple(stride) != (1, 1) or (pass_ == "weight_grad" and channels < POINTWISE_DIRECT_CHANNELS):
+        if tuple(kernel_size) != (1, 1) or (tuple(stride) != (1, 1) and macs >= POINTWISE_DIRECT_MIN_MACS) \
+                or (pass_ == "weight_grad" and channels < POINTWISE_DIRECT_CHANNELS):
             return "direct"
     if (stride == (1, 1) and kernel_size[0] > 1 and channels >= ROW_SHIFT_MIN_CHANNELS
             and kernel_size[1] * channels <= ROW_SHIFT_MAX_WIDTH):
@@ -172,7 +175,8 @@ def conv_forward(x, weight, bias, stride, padding, dilation):
     """
     n, c, h, w = x.shape
     kernel_size = weight.shape[2:]
-    how = strategy(c, kernel_size, stride, x.dtype)
+    out_pixels = n * -(-h // stride[0]) * -(-w // stride[1])  # (at least: padding adds a few; enough for strategy)
+    how = strategy(c, kernel_size, stride, x.dtype, macs=_macs(out_pixels, weight.shape))
     if how == "direct":
         return _direct().conv_forward(x, weight, bias, stride, padding, dilation), None
     x_nhwc, weight_rows = as_nhwc(x), weight_as_rows(weight)
@@ -193,7 +197,7 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
     """dL/dW (OC, C, KH, KW) from the input x (N, C, H, W), the padded NHWC copy conv_forward made
     (or None: then row-shifted layers pad chunk by chunk, others pad x now), and g (N, OC, OH, OW)."""
     oc, c, kh, kw = weight_shape
-    how = strategy(c, (kh, kw), stride, x.dtype, pass_="weight_grad")
+    how = strategy(c, (kh, kw), stride, x.dtype, pass_="weight_grad", macs=_macs(g.size // oc, weight_shape))
     if how == "direct":
         return _direct().conv_weight_grad(x, g, weight_shape, stride, padding, dilation)
     g_rows = as_nhwc(g).reshape(-1, oc)
@@ -206,9 +210,16 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
     return np.ascontiguousarray(grad.reshape(oc, kh, kw, c).transpose(0, 3, 1, 2))
 
 
+def _macs(output_pixels, weight_shape):
+    """The multiply-adds of each pass of a layer with ``output_pixels`` output pixels (N * OH * OW) and weights of
+    ``weight_shape`` (OC, C, KH, KW): every pixel takes every weight once."""
+    return output_pixels * int(np.prod(weight_shape))
+
+
 def conv_input_grad(g, weight, input_shape, stride, padding, dilation):
     """dL/dx (N, C, H, W), a channels-last view, for g (N, OC, OH, OW)."""
-    if strategy(g.shape[1], weight.shape[2:], stride, g.dtype, pass_="input_grad") == "direct":
+    macs = _macs(g.size // g.shape[1], weight.shape)
+    if strategy(g.shape[1], weight.shape[2:], stride, g.dtype, pass_="input_grad", macs=macs) == "direct":
         return _direct().conv_input_grad(g, weight, input_shape, stride, padding, dilation)
     if stride == (1, 1):
         return _input_grad_stride1(g, weight, input_shape, padding, dilation)
