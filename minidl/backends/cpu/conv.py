@@ -175,7 +175,7 @@ def conv_forward(x, weight, bias, stride, padding, dilation):
     """
     n, c, h, w = x.shape
     kernel_size = weight.shape[2:]
-    out_pixels = n * -(-h // stride[0]) * -(-w // stride[1])  # (at least: padding adds a few; enough for strategy)
+    out_pixels = n * -(-h // stride[0]) * -(-w // stride[1])  # without padding: near enough for a threshold
     how = strategy(c, kernel_size, stride, x.dtype, macs=_macs(out_pixels, weight.shape))
     if how == "direct":
         return _direct().conv_forward(x, weight, bias, stride, padding, dilation), None
