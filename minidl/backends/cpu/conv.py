@@ -28,6 +28,7 @@ It runs for NumPy arrays with ``groups == 1`` outside autocast; results equal th
 to float rounding (tests/test_cpu_backend.py).  Measurements: docs/performance.md.
 """
 import importlib.util
+import math
 import os
 
 import numpy as np
@@ -49,8 +50,8 @@ ROW_SHIFT_MIN_CHANNELS = 8
 POINTWISE_DIRECT_CHANNELS = 64
 # multiply-adds from which a strided 1x1 layer (a ResNet's projection) runs the direct kernels in every pass: they
 # read every s-th pixel in place and split the batch across threads, where the GEMM path copies the pixels out on
-# the calling thread.  In a training step on 2 threads: ResNet-18's projections at batch 32 (67-134M) 5.5 ms less
-# per step, ResNet-20's at batch 128 (16.8M) 1.2 ms less, at batch 32 (4.2M) 0.8 ms more (docs/performance.md)
+# the calling thread.  In a training step on 2 threads: ResNet-18's projections at batch 32 (67-134M) 6.3 ms less
+# per step, ResNet-20's at batch 128 (16.8M) 2.4 ms less, at batch 32 (4.2M) 0.8 ms more (docs/performance.md)
 POINTWISE_DIRECT_MIN_MACS = 1 << 24
 
 
@@ -213,7 +214,7 @@ def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
 def _macs(output_pixels, weight_shape):
     """The multiply-adds of each pass of a layer with ``output_pixels`` output pixels (N * OH * OW) and weights of
     ``weight_shape`` (OC, C, KH, KW): every pixel takes every weight once."""
-    return output_pixels * int(np.prod(weight_shape))
+    return output_pixels * math.prod(weight_shape)
 
 
 def conv_input_grad(g, weight, input_shape, stride, padding, dilation):
