@@ -186,6 +186,21 @@ def _as_tuple(grads):
     return grads if isinstance(grads, tuple) else (grads,)
 
 
+class LaterGradient:
+    """A gradient that is still being computed, on other cores (the CPU convolution's weight gradient: nothing else
+    in backward reads it).  ``shape`` and ``dtype`` are known now, ``result()`` waits for the array.
+
+    backward() adds it to a leaf's ``.grad`` after the rest of the graph, so the other cores compute it while the
+    calling thread goes on; any other tensor (one with a graph, or a leaf with hooks) takes the array at once.
+    The gradients of a leaf are added in the order they came, as without it."""
+
+    def __init__(self, shape, dtype, pending):
+        self.shape, self.dtype, self.pending = tuple(shape), dtype, pending
+
+    def result(self):
+        return self.pending.result()
+
+
 def backward(root, grad_output, retain_graph=False):
     """Accumulate d(root)/d(leaf) * grad_output into the ``.grad`` of every leaf."""
     from .tensor import Tensor
@@ -194,6 +209,7 @@ def backward(root, grad_output, retain_graph=False):
     order = list(topological_order(root._ctx))
     hooked_uses = _hooked_leaf_uses(order)  # leaves with post-accumulate-grad hooks: uses left
     accumulated = set()  # ids of hooked leaves that received a gradient in this backward
+    later, later_leaves = [], set()  # (leaf, gradient) to add at the end, in order; the ids of those leaves
     for fn in order:
         grad = pending.pop(fn, None)
         if grad is None:  # every consumer's backward returned None for this output
@@ -219,9 +235,16 @@ def backward(root, grad_output, retain_graph=False):
                     f"{fn.name}.backward returned a gradient of shape {input_grad.shape} for an "
                     f"input of shape {tuple(tensor.shape)}"
                 )
+            if isinstance(input_grad, LaterGradient) and (tensor._ctx is not None or tensor._retains_grad
+                                                          or id(tensor) in hooked_uses):
+                input_grad = input_grad.result()
             if input_grad.dtype != tensor.dtype:  # e.g. a float64 constant met a float32 input
-                input_grad = input_grad.astype(tensor.dtype)
-            if tensor._ctx is None or tensor._retains_grad:
+                input_grad = input_grad.result().astype(tensor.dtype) if isinstance(input_grad, LaterGradient) \
+                    else input_grad.astype(tensor.dtype)
+            if isinstance(input_grad, LaterGradient) or id(tensor) in later_leaves:
+                later.append((tensor, input_grad))
+                later_leaves.add(id(tensor))
+            elif tensor._ctx is None or tensor._retains_grad:
                 _accumulate_into_grad(tensor, input_grad, Tensor)
                 if id(tensor) in hooked_uses:
                     accumulated.add(id(tensor))
@@ -232,6 +255,8 @@ def backward(root, grad_output, retain_graph=False):
             _count_down_uses(fn, hooked_uses, accumulated)
         if not retain_graph:
             fn.release()
+    for tensor, grad in later:
+        _accumulate_into_grad(tensor, grad.result() if isinstance(grad, LaterGradient) else grad, Tensor)
 
 
 def _hooked_leaf_uses(order):

@@ -259,3 +259,64 @@ def test_inplace_change_of_a_saved_input_before_backward_raises():
     x[0] = 0.0
     y.sum().backward()
     assert w.grad.tolist() == [31.0, 41.0]
+
+
+class Pending:
+    """A stand-in for a gradient still being computed: ``result()`` logs when it is asked for."""
+
+    def __init__(self, value, log):
+        self.value, self.log = value, log
+
+    def result(self):
+        self.log.append("result")
+        return self.value
+
+
+def scale_by(factor, later, log):
+    """A Function y = factor * x whose backward logs itself and returns dL/dx now or as a LaterGradient."""
+    from minidl.autograd import LaterGradient
+
+    class Scale(Function):
+        def forward(self, x):
+            return x * factor
+
+        def backward(self, g):
+            log.append(f"backward {factor}")
+            grad = g * factor
+            return LaterGradient(grad.shape, grad.dtype, Pending(grad, log)) if later else grad
+
+    return Scale
+
+
+def test_a_later_gradient_is_added_after_the_graph_in_the_order_the_gradients_came():
+    # 2**53 + 3 rounds to 2**53 + 4, 3 - 2**53 is exact: the sum of these three depends on the order of the adds
+    factors = (3.0, 2.0**53, -2.0**53)
+    expected_log = []
+    w = leaf([1.0])
+    sum(scale_by(f, False, expected_log).apply(w) for f in factors).sum().backward()
+    expected = w.grad.array.copy()
+    for deferred in range(3):
+        log = []
+        w = leaf([1.0])
+        sum(scale_by(f, i == deferred, log).apply(w) for i, f in enumerate(factors)).sum().backward()
+        np.testing.assert_array_equal(w.grad.array, expected)
+        assert log == expected_log + ["result"]  # asked for once, after every backward ran
+    assert expected.tolist() != [sum(sorted(factors))]  # the order matters for these values
+
+
+def test_a_later_gradient_for_a_tensor_with_a_graph_is_taken_at_once():
+    log = []
+    w = leaf([2.0])
+    hidden = w * 5.0
+    scale_by(3.0, True, log).apply(hidden).sum().backward()
+    assert w.grad.tolist() == [15.0]
+    assert log == ["backward 3.0", "result"]
+
+
+def test_a_later_gradient_for_a_leaf_with_hooks_is_taken_at_once():
+    log = []
+    w = leaf([2.0])
+    w.register_post_accumulate_grad_hook(lambda tensor: log.append(f"hook {tensor.grad.tolist()}"))
+    (scale_by(3.0, True, log).apply(w) + scale_by(4.0, False, log).apply(w)).sum().backward()
+    assert w.grad.tolist() == [7.0]
+    assert log.index("result") < log.index("hook [7.0]") and log.count("result") == 1

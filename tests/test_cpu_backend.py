@@ -381,6 +381,84 @@ def test_nested_map_ranges_runs_serially_inside_a_worker(monkeypatch):
     assert inner == [[(0, 10)]] * 4  # four ranges of one item, each running its inner call in one piece
 
 
+def test_map_ranges_later_gives_map_ranges_bits_while_the_caller_goes_on(monkeypatch):
+    """A float32 sum over ranges: the same slices as map_ranges, added in the same order, so the same bits; the
+    pool's worker starts on them at once, and finish runs once."""
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
+    values = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+    started, finished = threading.Event(), []
+
+    def partial_sum(first, stop):
+        started.set()
+        return values[first:stop].sum(dtype=np.float32)
+
+    def finish(parts):
+        finished.append(threading.get_ident())
+        total = np.float32(0)
+        for part in parts:
+            total += part
+        return total
+
+    pending = cpu_threads.map_ranges_later(partial_sum, len(values), finish, 1 << 30, 1)
+    assert isinstance(pending, cpu_threads.Background)
+    assert started.wait(10)  # a worker took a range before anyone asked for the result
+    expected = finish(cpu_threads.map_ranges(partial_sum, len(values), 1 << 30, 1))
+    assert pending.result() == expected and pending.result() == expected
+    assert len(finished) == 2  # once for the later sum, once for expected
+
+
+def test_map_ranges_later_computes_at_once_on_one_thread_or_for_a_small_op(monkeypatch):
+    for threads, size in (("1", 1 << 30), ("2", 10)):
+        monkeypatch.setenv("MINIDL_NUM_THREADS", threads)
+        pending = cpu_threads.map_ranges_later(lambda first, stop: stop - first, 50, sum, size, 1000)
+        assert isinstance(pending, cpu_threads.Ready) and pending.result() == 50
+
+
+def test_map_ranges_later_raises_a_workers_exception_on_result(monkeypatch):
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
+
+    def work(first, stop):
+        if first > 0:
+            raise ValueError(f"range {first}")
+        return first
+
+    pending = cpu_threads.map_ranges_later(work, 100, sum, 1 << 30, 1)
+    with pytest.raises(ValueError, match="range"):
+        pending.result()
+
+
+def test_conv_weight_gradients_run_during_backward_with_the_same_bits(monkeypatch):
+    """On two threads the direct kernels' dL/dW comes back as a LaterGradient that backward adds at the end; the
+    gradients equal, bit for bit, those computed at once."""
+    from minidl.autograd import LaterGradient
+    from minidl.backends.cpu import direct_conv
+    monkeypatch.setattr(direct_conv, "PARALLEL_MIN_FLOPS", 0)
+    returned = []
+    backward = cpu_conv.Conv2dChannelsLast.backward
+    monkeypatch.setattr(cpu_conv.Conv2dChannelsLast, "backward",
+                        lambda self, g: returned.append(backward(self, g)) or returned[-1])
+    rng = np.random.default_rng(3)
+    x = channels_last_copy(rng.standard_normal((6, 8, 9, 9)).astype(np.float32))
+    weights = [rng.standard_normal((8, 8, 3, 3)).astype(np.float32) for _ in range(2)]
+
+    def gradients():
+        w1, w2 = leaf(weights[0]), leaf(weights[1])
+        y = minidl.nn.functional.conv2d(minidl.tensor(x), w1, padding=1)
+        (minidl.nn.functional.conv2d(y.relu(), w2, padding=1) ** 2).sum().backward()
+        return w1.grad.array, w2.grad.array
+
+    later = gradients()
+    assert [type(grads[1]) for grads in returned] == [LaterGradient, LaterGradient]
+    now = lambda work, count, finish, size=None, min_size=None: cpu_threads.Ready(
+        finish(cpu_threads.map_ranges(work, count, size, min_size)))
+    monkeypatch.setattr(direct_conv, "map_ranges_later", now)
+    returned.clear()
+    at_once = gradients()
+    assert [type(grads[1]) for grads in returned] == [np.ndarray, np.ndarray]
+    for a, b in zip(later, at_once):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("channels, dilation", [(40, (1, 1)), (40, (2, 1)), (20, (1, 2))])
 def test_wide_stride1_convs_take_the_full_im2col_path_and_match(channels, dilation):
     """KW*C = 120 is above the row-shift limit (the generic chunked im2col everywhere); KW*C = 60 takes

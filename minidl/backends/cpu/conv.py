@@ -24,6 +24,10 @@ Backward, with G = dL/dY as (N*OH*OW, OC) rows:
                      which reuses the forward code;
     dL/dx, stride > 1: dcols = G @ W per chunk, added back onto the windows (col2im, NHWC).
 
+dL/dW is needed by nothing else in backward: with more than one thread the direct kernels' comes back as an
+``autograd.LaterGradient``, computed by the pool's workers while the calling thread runs the rest of the
+graph (the BatchNorm passes, the next input gradient, Python), and added to ``.grad`` at the end.
+
 It runs for NumPy arrays with ``groups == 1`` outside autocast; results equal the reference's up
 to float rounding (tests/test_cpu_backend.py).  Measurements: docs/performance.md.
 """
@@ -34,11 +38,12 @@ import os
 import numpy as np
 
 from ... import amp
+from ...autograd import LaterGradient
 from ...functions.conv import Conv2d, output_size, window_slice
 from ...memory_formats import channels_last
 from ..registry import register
 from . import conv_gemm as gemm
-from .threads import for_ranges, map_ranges
+from .threads import Ready, for_ranges, map_ranges
 
 # KW*C up to which the row-shifted GEMMs beat the full im2col (measured with 3x3 kernels: the forward
 # and the weight gradient gain at C = 16 and 32, neither at 64).  Below ROW_SHIFT_MIN_CHANNELS the
@@ -119,8 +124,10 @@ class Conv2dChannelsLast(Conv2d):
         grad_x = grad_w = grad_b = None
         if self.needs_input_grad[0]:
             grad_x = conv_input_grad(g, self.weight, self.input_shape, stride, padding, dilation)
-        if self.needs_input_grad[1]:
-            grad_w = conv_weight_grad(self.x, self.padded, g, self.weight_shape, stride, padding, dilation)
+        if self.needs_input_grad[1]:  # on the other cores while backward goes on, where there are some
+            pending = conv_weight_grad(self.x, self.padded, g, self.weight_shape, stride, padding, dilation, later=True)
+            grad_w = pending.result() if isinstance(pending, Ready) else LaterGradient(self.weight_shape, self.x.dtype,
+                                                                                       pending)
         if self.needs_input_grad[2]:
             grad_b = g.sum(axis=(0, 2, 3))
         return grad_x, grad_w, grad_b
@@ -194,13 +201,17 @@ def conv_forward(x, weight, bias, stride, padding, dilation):
     return as_nchw(y, n, oh, ow), padded
 
 
-def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation):
+def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation, later=False):
     """dL/dW (OC, C, KH, KW) from the input x (N, C, H, W), the padded NHWC copy conv_forward made
-    (or None: then row-shifted layers pad chunk by chunk, others pad x now), and g (N, OC, OH, OW)."""
+    (or None: then row-shifted layers pad chunk by chunk, others pad x now), and g (N, OC, OH, OW).
+    ``later``: an object whose ``result()`` is dL/dW, the direct kernels' still running on the pool's workers
+    (threads.map_ranges_later); the GEMM paths' computed now."""
     oc, c, kh, kw = weight_shape
     how = strategy(c, (kh, kw), stride, x.dtype, pass_="weight_grad", macs=_macs(g.size // oc, weight_shape))
     if how == "direct":
-        return _direct().conv_weight_grad(x, g, weight_shape, stride, padding, dilation)
+        return _direct().conv_weight_grad(x, g, weight_shape, stride, padding, dilation, later=later)
+    if later:
+        return Ready(conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation))
     g_rows = as_nhwc(g).reshape(-1, oc)
     if padded is None and how == "row_shift":
         grad = gemm.weight_grad_shifted(as_nhwc(x), g_rows, (kh, kw), dilation, padding)

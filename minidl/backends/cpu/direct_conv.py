@@ -29,14 +29,16 @@ Weight gradient: dL/dW[t, c, oc] = sum over images and output pixels q of src[q 
 tiled over (t, c) rows and oc columns, summed over a band of output pixels at a time (src index of each
 from a table, g packed by blocks of output channels, dW written by blocks and unpacked per range).
 
-Images are split across threads (``map_ranges``); each thread has its own scratch.  Channel counts
-need not be multiples of the vector width: weights are zero-padded to whole vectors and the last
-vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM path.
+Images are split across threads (``for_ranges``); each thread has its own scratch.  The weight gradient's
+ranges start on the pool's workers and backward goes on meanwhile (``threads.map_ranges_later``,
+``autograd.LaterGradient``).  A pass's plan, tile and tables are built once per geometry (``prepared``).
+Channel counts need not be multiples of the vector width: weights are zero-padded to whole vectors and the
+last vector of a pixel is stored lane by lane.  Only float32: float64 keeps the GEMM path.
 """
 import numpy as np
 
 from ...functions.conv import output_size
-from .threads import for_ranges, for_ranges_parts, map_ranges
+from .threads import Ready, for_ranges, for_ranges_parts, map_ranges_later
 from . import conv_codegen, simd
 from .scratch import (C_GROUP, C_IN, CHANNELS, CHUNK, H, IMAGE_SIZE, IN_PLACE, LEFT, MODE, PLANE_ROWS, PLANES,
                       SH, SLACK, SW, TOP, W, WV, fill_batch, pack_weight_blocks, unpack_weight_grad)
@@ -291,69 +293,150 @@ def round_up(value, multiple):
     return -(-value // multiple) * multiple
 
 
-def pack_weights(weight, plan, transpose, block, flip=False):
-    """Weights as conv_images reads them: per phase, per block of ``block`` output channels, (tap, channel, block).
+# ------------------------------------------------------------------ passes, built once per geometry
+# Everything above depends on the shapes and the geometry only, never on the values: a pass's plan, tile, compiled
+# module, weight layout and pixel tables are built on its first call and kept (``prepared``).  Building them is
+# 30 us of Python in a loop, but 150-300 us per pass inside a training step, where the kernels have just evicted
+# the interpreter's data from the caches: 61 passes made 10-15 ms of ResNet-20's step at batch 128, with the
+# second core idle (docs/performance.md).
+_passes = {}
+MAX_PASSES = 256  # a network has a few dozen geometries; a long run of new shapes starts the cache over
 
-    ``weight`` is (OC, C, KH, KW); the forward's input channels are C and outputs OC; the input
+
+def prepared(build, *key):
+    """``build(*key)``, built on the first call with this key and kept; a pass is only read once built."""
+    found = _passes.get((build, key))
+    if found is None:
+        if len(_passes) >= MAX_PASSES:
+            _passes.clear()
+        found = _passes[(build, key)] = build(*key)
+    return found
+
+
+def _blocking():
+    """The cache-blocking sizes a pass is built with (part of its key, so that changing one builds it anew)."""
+    return SCRATCH_BYTES, PANEL_BYTES, BAND_BYTES, SPLIT_CHANNELS_BYTES
+
+
+class WeightLayout:
+    """Where pack_weights puts the weights of each phase (the offsets also go in ``plan.phases``).
+
+    ``weight_shape`` is (OC, C, KH, KW); the forward's input channels are C and outputs OC; the input
     gradient (``transpose``) reads OC channels of g and writes C; ``flip`` reads the kernel rotated by
-    180 degrees (tap (i, j) is W[..., KH-1-i, KW-1-j]).  Outputs are zero-padded to whole blocks.  Sets
-    each phase's weight offset in ``plan.phases``; returns (weights, padded outputs).  A numba pass
-    split across threads: a 512x512 3x3 layer's 9 MB of weights take NumPy's transposes 10 ms.
+    180 degrees (tap (i, j) is W[..., KH-1-i, KW-1-j]).  Outputs are zero-padded to whole blocks of ``block``.
     """
-    kernel_h, kernel_w = weight.shape[2:]
-    outputs, inputs = weight.shape[:2] if not transpose else weight.shape[1::-1]
-    padded = round_up(outputs, block)
-    sizes = [len(positions) * inputs * padded for positions in plan.positions]
-    packed = np.empty(sum(sizes), dtype=np.float32)  # pack_weight_blocks writes every value
+
+    def __init__(self, weight_shape, plan, transpose, block, flip=False):
+        kernel_h, kernel_w = weight_shape[2:]
+        self.outputs, self.inputs = weight_shape[:2] if not transpose else weight_shape[1::-1]
+        self.kernel_h, self.kernel_w, self.transpose, self.block = kernel_h, kernel_w, transpose, block
+        self.padded = round_up(self.outputs, block)
+        self.phases = []  # (offset, the taps' (kh, kw) in the weights, size) per phase
+        offset = 0
+        for p, positions in enumerate(plan.positions):
+            plan.phases[p, 1] = offset
+            kernel = np.array([(kernel_h - 1 - i, kernel_w - 1 - j) if flip else (i, j) for i, j in positions],
+                              dtype=np.int64).reshape(-1, 2)
+            size = len(positions) * self.inputs * self.padded
+            self.phases.append((offset, kernel, size))
+            offset += size
+        self.size = offset
+
+
+def pack_weights(weight, layout):
+    """Weights as conv_images reads them: per phase, per block of output channels, (tap, channel, block).
+
+    A numba pass split across threads: a 512x512 3x3 layer's 9 MB of weights take NumPy's transposes 10 ms."""
+    packed = np.empty(layout.size, dtype=np.float32)  # pack_weight_blocks writes every value
     flat = np.ascontiguousarray(weight, dtype=np.float32).reshape(-1)
-    offset = 0
-    for p, positions in enumerate(plan.positions):
-        plan.phases[p, 1] = offset
-        kernel = np.array([(kernel_h - 1 - i, kernel_w - 1 - j) if flip else (i, j) for i, j in positions],
-                          dtype=np.int64).reshape(-1, 2)
-        for_ranges(lambda first, stop: pack_weight_blocks(flat, packed, offset, kernel, outputs, inputs,
-                                                          kernel_h * kernel_w, kernel_w, block, transpose, first, stop),
-                   padded // block, sizes[p], PARALLEL_MIN_COPY)
-        offset += sizes[p]
-    return packed, padded
+    for offset, kernel, size in layout.phases:
+        for_ranges(lambda first, stop: pack_weight_blocks(
+            flat, packed, offset, kernel, layout.outputs, layout.inputs, layout.kernel_h * layout.kernel_w,
+            layout.kernel_w, layout.block, layout.transpose, first, stop),
+            layout.padded // layout.block, size, PARALLEL_MIN_COPY)
+    return packed
 
 
-def _convolve(plan, source, images, out_channels, weights, bias, out_pixels, module, r_count, block):
-    """Runs conv_images over the images, split across threads; returns the flat NHWC output.
+class ConvPass:
+    """One convolution over a batch (the forward, or the input gradient's) for one geometry: its plan, register tile,
+    compiled module, weight layout and pixel tables.
 
     The threads take ranges of images, each range with its own scratch (a chunk of images at a time), or, where
     that reads less memory, ranges of blocks of output channels over the whole batch, copied to one scratch
     first: every range of images reads all the weights, every range of blocks all the images (a 512-channel
     layer's 9 MB of weights against its 4x4 images' 2-5 MB)."""
-    y = np.empty(images * out_pixels * out_channels, dtype=np.float32)
-    flops = 2 * int(plan.phases[:, 0].max(initial=0)) * out_pixels * images * out_channels * int(plan.plan[CHANNELS])
-    per_chunk = min(int(plan.plan[CHUNK]), -(-images // for_ranges_parts(flops, PARALLEL_MIN_FLOPS)))  # a range's images
-    blocks = -(-out_channels // block)
-    if blocks > 1 and blocks * images * int(plan.plan[IMAGE_SIZE]) < -(-images // per_chunk) * weights.size:
-        plan.plan[CHUNK] = images
-        table = PixelTable(plan, r_count, images)
-        source = _fill_batch(plan, source, images)
 
-        def channel_blocks(first, stop):
-            module.conv_images(source, 0, images, plan.plan, plan.taps, plan.phases, table.classes, table.tap_list,
-                               table.pixels, weights, bias, y, out_channels, first * block,
-                               min(stop * block, out_channels))
+    def __init__(self, plan, images, out_channels, out_pixels, tile_shape, width, weight_shape, transpose, flip):
+        self.r_count, v_count = tile_shape
+        self.block = v_count * width
+        self.module = conv_codegen.load("conv", self.r_count, v_count, width)
+        self.layout = WeightLayout(weight_shape, plan, transpose, self.block, flip)
+        self.plan = plan.blocked(images, self.block)
+        self.images, self.out_channels, self.out_pixels = images, out_channels, out_pixels
+        self.flops = 2 * int(plan.phases[:, 0].max(initial=0)) * out_pixels * images * out_channels * int(
+            plan.plan[CHANNELS])
+        self.tables = {}  # images per range -> PixelTable
+        self.batch = None  # (plan of the whole batch in one scratch, that plan once filled, its PixelTable)
 
-        for_ranges(channel_blocks, blocks, flops, PARALLEL_MIN_FLOPS)
+    def run(self, source, weight, bias=None):
+        """The flat NHWC output for the flat NHWC ``source``, weights (OC, C, KH, KW) and ``bias`` (or None)."""
+        weights = pack_weights(weight, self.layout)
+        bias_packed = np.zeros(self.layout.padded, dtype=np.float32)
+        if bias is not None:
+            bias_packed[:self.out_channels] = bias
+        y = np.empty(self.images * self.out_pixels * self.out_channels, dtype=np.float32)
+        images, plan = self.images, self.plan
+        per_range = min(int(plan.plan[CHUNK]), -(-images // for_ranges_parts(self.flops, PARALLEL_MIN_FLOPS)))
+        blocks = -(-self.out_channels // self.block)
+        if blocks > 1 and blocks * images * int(plan.plan[IMAGE_SIZE]) < -(-images // per_range) * weights.size:
+            batch_plan, filled, table = self._batch()
+            source = _fill_batch(batch_plan, source, images)
+
+            def channel_blocks(first, stop):
+                self.module.conv_images(source, 0, images, filled.plan, filled.taps, filled.phases, table.classes,
+                                        table.tap_list, table.pixels, weights, bias_packed, y, self.out_channels,
+                                        first * self.block, min(stop * self.block, self.out_channels))
+
+            for_ranges(channel_blocks, blocks, self.flops, PARALLEL_MIN_FLOPS)
+            return y
+        table = self.tables.get(per_range)
+        if table is None:
+            table = self.tables[per_range] = PixelTable(plan, self.r_count, per_range)
+
+        def image_ranges(first, stop):
+            self.module.conv_images(source, first, stop, plan.plan, plan.taps, plan.phases, table.classes,
+                                    table.tap_list, table.pixels, weights, bias_packed, y, self.out_channels, 0,
+                                    self.out_channels)
+
+        for_ranges(image_ranges, images, self.flops, PARALLEL_MIN_FLOPS)
         return y
-    table = PixelTable(plan, r_count, per_chunk)
 
-    def image_ranges(first, stop):
-        module.conv_images(source, first, stop, plan.plan, plan.taps, plan.phases, table.classes, table.tap_list,
-                           table.pixels, weights, bias, y, out_channels, 0, out_channels)
+    def _batch(self):
+        """The plan for the whole batch in one scratch (filled by _fill_batch), the same plan reading that scratch in
+        place, and its PixelTable."""
+        if self.batch is None:
+            batch_plan = copy_plan(self.plan)
+            batch_plan.plan[CHUNK] = self.images
+            self.batch = batch_plan, in_place(batch_plan), PixelTable(batch_plan, self.r_count, self.images)
+        return self.batch
 
-    for_ranges(image_ranges, images, flops, PARALLEL_MIN_FLOPS)
-    return y
+
+def copy_plan(plan):
+    copy = object.__new__(Plan)
+    copy.plan, copy.taps, copy.phases, copy.positions = plan.plan.copy(), plan.taps, plan.phases.copy(), plan.positions
+    return copy
+
+
+def in_place(plan):
+    """``plan`` reading a scratch that _fill_batch filled: image n at n * image_size, in place."""
+    filled = copy_plan(plan)
+    filled.plan[MODE] = IN_PLACE
+    return filled
 
 
 def _fill_batch(plan, source, images):
-    """The planes of every image in one scratch array (filled in parallel); ``plan`` then reads it in place,
-    image n from n * image_size.  ``source`` itself in IN_PLACE mode."""
+    """The planes of every image in one scratch array (filled in parallel), which in_place(plan) reads.
+    ``source`` itself in IN_PLACE mode."""
     if plan.plan[MODE] == IN_PLACE:
         return source
     image_size = int(plan.plan[IMAGE_SIZE])
@@ -365,13 +448,12 @@ def _fill_batch(plan, source, images):
         fill_batch(scratch, source, first, stop, plan.plan)
 
     for_ranges(fill, images, scratch.size, PARALLEL_MIN_COPY)
-    plan.plan[MODE] = IN_PLACE
     return scratch
 
 
 def _nhwc(x):
-    """The flat float32 NHWC memory of an (N, C, H, W) array (a view when x is channels-last)."""
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1)
+    """The flat float32 NHWC memory of an (N, C, H, W) array (a view when x is channels-last, else a copy)."""
+    return x.transpose(0, 2, 3, 1).reshape(-1)
 
 
 def conv_forward(x, weight, bias, stride, padding, dilation, width=None, flipped=False):
@@ -380,107 +462,139 @@ def conv_forward(x, weight, bias, stride, padding, dilation, width=None, flipped
     ``flipped``: convolve with weight's kernel rotated by 180 degrees and its two channel axes swapped (the
     input gradient's convolution)."""
     width = width or simd.HOST_WIDTH
-    n, c, h, w = x.shape
     oc = weight.shape[1] if flipped else weight.shape[0]
-    r_count, v_count = tile(CONV_TILES, oc, width)
-    plan, (oh, ow) = forward_plan((n, h, w, c), weight.shape[2:], stride, padding, dilation, r_count)
-    packed, padded = pack_weights(weight, plan, flipped, v_count * width, flip=flipped)
-    plan.blocked(n, v_count * width)
-    bias_packed = np.zeros(padded, dtype=np.float32)
-    if bias is not None:
-        bias_packed[:oc] = bias
-    module = conv_codegen.load("conv", r_count, v_count, width)
-    y = _convolve(plan, _nhwc(x), n, oc, packed, bias_packed, oh * ow, module, r_count, v_count * width)
-    return y.reshape(n, oh, ow, oc).transpose(0, 3, 1, 2)
+    layer = prepared(_forward_pass, x.shape, weight.shape, tuple(stride), tuple(padding), tuple(dilation), width,
+                     flipped, tile(CONV_TILES, oc, width), _blocking())
+    (oh, ow), y = layer.out_hw, layer.run(_nhwc(x), weight, bias)
+    return y.reshape(x.shape[0], oh, ow, oc).transpose(0, 3, 1, 2)
+
+
+def _forward_pass(x_shape, weight_shape, stride, padding, dilation, width, flipped, tile_shape, _):
+    n, c, h, w = x_shape
+    oc = weight_shape[1] if flipped else weight_shape[0]
+    plan, out_hw = forward_plan((n, h, w, c), weight_shape[2:], stride, padding, dilation, tile_shape[0])
+    layer = ConvPass(plan, n, oc, out_hw[0] * out_hw[1], tile_shape, width, weight_shape, flipped, flipped)
+    layer.out_hw = out_hw
+    return layer
 
 
 def conv_input_grad(g, weight, input_shape, stride, padding, dilation, width=None):
     """dL/dx (N, C, H, W), channels-last, of y = conv2d(x, weight) for float32 dL/dy ``g``."""
     width = width or simd.HOST_WIDTH
-    n, c, h, w = input_shape
-    _, oc, oh, ow = g.shape
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     (kh, kw), (dh, dw) = weight.shape[2:], dilation
     reach = (dh * (kh - 1), dh * (kh - 1), dw * (kw - 1), dw * (kw - 1))
     if stride == (1, 1) and all(p <= r for p, r in zip(padding, reach)):
         # the forward convolution of g, padded by reach - padding, with the flipped kernel, channels swapped
         return conv_forward(g, weight, None, (1, 1), tuple(r - p for p, r in zip(padding, reach)), dilation, width,
                             flipped=True)
-    r_count, v_count = tile(CONV_TILES, c, width)
-    plan = input_grad_plan((n, oh, ow, oc), (h, w), weight.shape[2:], stride, padding, dilation, r_count)
-    packed, padded = pack_weights(weight, plan, True, v_count * width)
-    plan.blocked(n, v_count * width)
-    module = conv_codegen.load("conv", r_count, v_count, width)
-    dx = _convolve(plan, _nhwc(g), n, c, packed, np.zeros(padded, dtype=np.float32), h * w, module, r_count,
-                   v_count * width)
-    return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    n, c, h, w = input_shape
+    layer = prepared(_input_grad_pass, g.shape, weight.shape, tuple(input_shape), stride, padding, dilation, width,
+                     tile(CONV_TILES, c, width), _blocking())
+    return layer.run(_nhwc(g), weight).reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
-def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None):
-    """dL/dW (OC, C, KH, KW) of y = conv2d(x, W) for float32 x and dL/dy ``g``."""
+def _input_grad_pass(g_shape, weight_shape, input_shape, stride, padding, dilation, width, tile_shape, _):
+    n, c, h, w = input_shape
+    _, oc, oh, ow = g_shape
+    plan = input_grad_plan((n, oh, ow, oc), (h, w), weight_shape[2:], stride, padding, dilation, tile_shape[0])
+    return ConvPass(plan, n, c, h * w, tile_shape, width, weight_shape, True, False)
+
+
+def conv_weight_grad(x, g, weight_shape, stride, padding, dilation, width=None, later=False):
+    """dL/dW (OC, C, KH, KW) of y = conv2d(x, W) for float32 x and dL/dy ``g``; ``later``: started on the pool's
+    workers, an object whose ``result()`` is dL/dW (threads.map_ranges_later)."""
     width = width or simd.HOST_WIDTH
+    if g.size == 0:
+        dw = np.zeros(weight_shape, dtype=np.float32)
+        return Ready(dw) if later else dw
     oc, c, kh, kw = weight_shape
-    n, _, h, w = x.shape
-    _, _, oh, ow = g.shape
-    if n * oh * ow == 0:
-        return np.zeros(weight_shape, dtype=np.float32)
     rows = kh * kw * c
-    r_count, v_count = min(tile(WEIGHT_GRAD_TILES, oc, width), key=lambda candidate: round_up(rows, candidate[0]))
-    block = v_count * width
-    ocp = round_up(oc, block)
-    if (kh, kw) == (1, 1) and not any(padding):  # read x itself, every s-th pixel of every s-th row: no copy
-        plan, _ = forward_plan((n, h, w, c), (1, 1), (1, 1), padding, dilation, 1, mode=IN_PLACE)
-        row_step, column_step = stride[0] * w, stride[1]
-    else:
-        plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1)
-        row_step, column_step = plan.plan[WV], 1
-    blocks = ocp // block
-    k_pad = round_up(rows, r_count)
-    split_channels = 4 * k_pad * ocp >= SPLIT_CHANNELS_BYTES and blocks > 1
-    # the channels of dL/dy one tile reads: one block when the ranges split the channels, else all of them
-    read = block if split_channels else ocp
-    band = max(1, BAND_BYTES // (4 * read))  # output pixels whose dL/dy one tile reads take about BAND_BYTES
-    chunk = plan.plan[CHUNK] = max(1, min(n, band // (oh * ow)))
-    # the src index of each output pixel of a chunk of images
-    image, row, column = np.ogrid[:chunk, :oh, :ow]
-    pixel = (image * plan.plan[IMAGE_SIZE] + (row * row_step + column * column_step) * plan.plan[C_IN]).reshape(-1)
-    offsets = np.zeros(k_pad, dtype=np.int64)  # row k = (tap t, channel c) reads src[q + offset[t]] channel c
-    offsets[:rows] = (plan.taps[0, :kh * kw, None] * plan.plan[C_IN] + np.arange(c)[None, :]).reshape(-1)
-    module = conv_codegen.load("weight_grad", r_count, v_count, width)
-    source, g_flat = _nhwc(x), _nhwc(g)
-    flops = 2 * rows * oc * oh * ow * n
-    dw = np.empty((oc, c, kh, kw), dtype=np.float32)
-    flat_dw = dw.reshape(-1)
+    tile_shape = min(tile(WEIGHT_GRAD_TILES, oc, width), key=lambda candidate: round_up(rows, candidate[0]))
+    layer = prepared(WeightGradPass, x.shape, g.shape, tuple(weight_shape), tuple(stride), tuple(padding),
+                     tuple(dilation), width, tile_shape, _blocking())
+    pending = layer.run(_nhwc(x), _nhwc(g))
+    return pending if later else pending.result()
 
-    if split_channels:
-        # a large dW: the ranges take blocks of output channels, each over every image (no partial sums),
-        # all reading one scratch copy of the batch (filled once, not once per range)
-        source = _fill_batch(plan, source, n)
+
+class WeightGradPass:
+    """The weight gradient for one geometry: its plan, register tile, compiled module and the tables of the pixels
+    each tile reads (see conv_weight_grad)."""
+
+    def __init__(self, x_shape, g_shape, weight_shape, stride, padding, dilation, width, tile_shape, _):
+        oc, c, kh, kw = self.weight_shape = weight_shape
+        n, _, h, w = x_shape
+        _, _, oh, ow = g_shape
+        self.rows, (r_count, v_count) = kh * kw * c, tile_shape
+        self.block = v_count * width
+        self.ocp = round_up(oc, self.block)
+        if (kh, kw) == (1, 1) and not any(padding):  # read x itself, every s-th pixel of every s-th row: no copy
+            plan, _ = forward_plan((n, h, w, c), (1, 1), (1, 1), padding, dilation, 1, mode=IN_PLACE)
+            row_step, column_step = stride[0] * w, stride[1]
+        else:
+            plan, _ = forward_plan((n, h, w, c), (kh, kw), stride, padding, dilation, 1)
+            row_step, column_step = plan.plan[WV], 1
+        self.blocks = self.ocp // self.block
+        self.k_pad = round_up(self.rows, r_count)
+        self.split_channels = 4 * self.k_pad * self.ocp >= SPLIT_CHANNELS_BYTES and self.blocks > 1
+        # the channels of dL/dy one tile reads: one block when the ranges split the channels, else all of them
+        read = self.block if self.split_channels else self.ocp
+        self.band = max(1, BAND_BYTES // (4 * read))  # output pixels whose dL/dy one tile reads take about BAND_BYTES
+        chunk = plan.plan[CHUNK] = max(1, min(n, self.band // (oh * ow)))
+        # the src index of each output pixel of a chunk of images
+        image, row, column = np.ogrid[:chunk, :oh, :ow]
+        pixel = image * plan.plan[IMAGE_SIZE] + (row * row_step + column * column_step) * plan.plan[C_IN]
+        self.pixel = pixel.reshape(-1)
+        # row k = (tap t, channel c) reads src[q + offset[t]] channel c
+        self.offsets = np.zeros(self.k_pad, dtype=np.int64)
+        self.offsets[:self.rows] = (plan.taps[0, :kh * kw, None] * plan.plan[C_IN] + np.arange(c)[None, :]).reshape(-1)
+        self.module = conv_codegen.load("weight_grad", r_count, v_count, width)
+        self.plan, self.filled = plan, in_place(plan)
+        self.images, self.out_pixels = n, oh * ow
+        self.flops = 2 * self.rows * oc * oh * ow * n
+
+    def run(self, source, g_flat):
+        """dL/dW, computed on the pool's workers while the calling thread goes on: threads.map_ranges_later."""
+        dw = np.empty(self.weight_shape, dtype=np.float32)
+        if self.split_channels:
+            return self._by_channel_blocks(source, g_flat, dw)
+        return self._by_images(source, g_flat, dw)
+
+    def _by_channel_blocks(self, source, g_flat, dw):
+        """A large dW: the ranges take blocks of output channels, each over every image (no partial sums), all
+        reading one scratch copy of the batch (filled once, not once per range)."""
+        source, block, k_pad, (oc, c, kh, kw) = _fill_batch(self.plan, source, self.images), self.block, self.k_pad, \
+            self.weight_shape
 
         def channel_blocks(first, stop):
             first, stop = first * block, stop * block
             part = np.empty((stop - first) * k_pad, dtype=np.float32)
-            module.weight_grad_images(source, g_flat, 0, n, plan.plan, offsets, pixel, oh * ow, oc, band, part, first,
-                                      stop)
-            unpack_weight_grad(part, k_pad, block, kh * kw, c, first, stop, oc, flat_dw)
+            self.module.weight_grad_images(source, g_flat, 0, self.images, self.filled.plan, self.offsets, self.pixel,
+                                           self.out_pixels, oc, self.band, part, first, stop)
+            unpack_weight_grad(part, k_pad, block, kh * kw, c, first, stop, oc, dw.reshape(-1))
 
-        for_ranges(channel_blocks, blocks, flops, PARALLEL_MIN_FLOPS)
-    else:
-        # the ranges take images, each summing into its own dW; the partial sums are added in range order,
-        # so the result does not depend on the number of threads (threads.map_ranges)
+        return map_ranges_later(channel_blocks, self.blocks, lambda _: dw, self.flops, PARALLEL_MIN_FLOPS)
+
+    def _by_images(self, source, g_flat, dw):
+        """The ranges take images, each summing into its own dW; the partial sums are added in range order, so the
+        result does not depend on the number of threads (threads.map_ranges)."""
+        block, k_pad, ocp, (oc, c, kh, kw) = self.block, self.k_pad, self.ocp, self.weight_shape
+
         def images(first, stop):
             part = np.empty(ocp * k_pad, dtype=np.float32)
-            module.weight_grad_images(source, g_flat, first, stop, plan.plan, offsets, pixel, oh * ow, oc, band, part, 0,
-                                      ocp)
+            self.module.weight_grad_images(source, g_flat, first, stop, self.plan.plan, self.offsets, self.pixel,
+                                           self.out_pixels, oc, self.band, part, 0, ocp)
             return part
 
-        parts = map_ranges(images, n, flops, PARALLEL_MIN_FLOPS)
+        def add_and_unpack(parts):
+            def blocks(first, stop):  # blocks first..stop-1: the parts added in range order, then unpacked
+                span = slice(first * block * k_pad, stop * block * k_pad)
+                total = parts[0][span].copy()
+                for part in parts[1:]:
+                    total += part[span]
+                unpack_weight_grad(total, k_pad, block, kh * kw, c, first * block, stop * block, oc, dw.reshape(-1))
 
-        def add_and_unpack(first, stop):  # blocks first..stop-1: the parts added in range order, then unpacked
-            span = slice(first * block * k_pad, stop * block * k_pad)
-            total = parts[0][span].copy()
-            for part in parts[1:]:
-                total += part[span]
-            unpack_weight_grad(total, k_pad, block, kh * kw, c, first * block, stop * block, oc, flat_dw)
+            for_ranges(blocks, self.blocks, len(parts) * ocp * k_pad, PARALLEL_MIN_COPY)
+            return dw
 
-        for_ranges(add_and_unpack, blocks, len(parts) * ocp * k_pad, PARALLEL_MIN_COPY)
-    return dw
+        return map_ranges_later(images, self.images, add_and_unpack, self.flops, PARALLEL_MIN_FLOPS)

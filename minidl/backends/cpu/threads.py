@@ -73,11 +73,14 @@ def map_ranges(work, count, size=None, min_size=None):
     # The ranges depend on the op's size only, never on the number of threads, and each runs with
     # single-threaded BLAS: so a sum over ranges (BatchNorm's statistics, a weight gradient) adds the
     # same partial sums in the same order on 1 thread or 16, and a run gives the same bits either way.
+    return _run_ranges(work, split(count, _slice_count(size, min_size)))
+
+
+def _slice_count(size, min_size):
+    """How many slices a sum of ``size`` values (or FLOPs, with ``min_size``) is cut into; see map_ranges."""
     if size is None or min_size is not None:
-        slices = FIXED_SLICES
-    else:
-        slices = max(2, min(FIXED_SLICES, size // MIN_SLICE_SIZE))
-    return _run_ranges(work, split(count, slices))
+        return FIXED_SLICES
+    return max(2, min(FIXED_SLICES, size // MIN_SLICE_SIZE))
 
 
 def _one_call(size, min_size):
@@ -111,6 +114,72 @@ def _run_ranges(work, ranges):
         if not future.cancel():  # cancel() is False once the worker started: wait for its last range
             future.result()
     return results
+
+
+def map_ranges_later(work, count, finish, size=None, min_size=None):
+    """``finish(map_ranges(work, count, size, min_size))``, computed while the calling thread goes on: the pool's
+    workers start on the ranges now; ``.result()`` of what this returns takes the ranges nobody has taken yet,
+    waits for the others and returns the value.  (A convolution's weight gradient, which nothing else in
+    backward reads: the second core computes it while the first runs the rest of the graph.)  The same
+    ranges as map_ranges, so the same bits; one thread, or a small op, computes it now."""
+    if num_threads() == 1 or _one_call(size, min_size):
+        return Ready(finish(map_ranges(work, count, size, min_size)))
+    return Background(work, split(count, _slice_count(size, min_size)), finish)
+
+
+class Ready:
+    """A value map_ranges_later computed at once."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class Background:
+    """Ranges that the pool's workers start at once and the calling thread joins in on when it asks for the result
+    (see map_ranges_later): ``finish(parts)`` runs on the thread that completes the last range."""
+
+    def __init__(self, work, ranges, finish):
+        self.work, self.ranges, self.finish = work, ranges, finish
+        self.parts = [None] * len(ranges)
+        self.next_index = iter(range(len(ranges)))
+        self.left = len(ranges)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.value = self.error = None
+        workers = min(num_threads(), len(ranges)) - 1
+        self.futures = [_get_pool(workers).submit(_single_threaded_blas, self._take_ranges) for _ in range(workers)]
+
+    def _take_ranges(self):
+        try:
+            while True:
+                with self.lock:
+                    index = next(self.next_index, None)
+                if index is None:
+                    return
+                self.parts[index] = self.work(*self.ranges[index])
+                with self.lock:
+                    self.left -= 1
+                    last = self.left == 0
+                if last:
+                    self.value = self.finish(self.parts)
+                    self.done.set()
+        except BaseException as error:  # re-raised by result(), on the thread that asks
+            self.error = error
+            self.done.set()
+            raise
+
+    def result(self):
+        if not self.done.is_set():
+            for future in self.futures:
+                future.cancel()  # a worker that has not started need not: this thread takes its ranges
+            _single_threaded_blas(self._take_ranges)
+            self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def for_ranges(work, count, size=None, min_size=None):
