@@ -26,7 +26,7 @@ from minidl.backends.cpu import conv as cpu_conv, conv_gemm, kernels as cpu_kern
 from minidl.backends import registry
 from minidl.backends.cpu.activation import ReLUFused
 from minidl.backends.cpu.add import AddReLUThreaded, AddThreaded, add_gradients_threaded
-from minidl.backends.cpu.batchnorm import BatchNormChannelsLast, BatchNormReLUChannelsLast
+from minidl.backends.cpu.batchnorm import BatchNormAddReLUChannelsLast, BatchNormChannelsLast, BatchNormReLUChannelsLast
 from minidl.backends.cpu.optim import AdamFused, AdamWFused, SGDFused
 from minidl.backends.cpu.pooling import AdaptiveAvgPool2dChannelsLast, MaxPool2dChannelsLast
 from minidl.functions import conv
@@ -305,6 +305,46 @@ def test_batch_norm_relu_on_channels_last_input_matches_the_reference_compositio
     for got, expected in zip(fast, reference):
         assert got.dtype == dtype
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+
+
+@settings(max_examples=25)
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 40), st.integers(1, 5), st.integers(1, 5)),
+       training=st.booleans(), affine=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_batch_norm_add_relu_matches_the_reference_and_the_unfused_fast_ops(shape, training, affine, dtype, seed):
+    """F.batch_norm_add_relu runs BatchNormAddReLUChannelsLast: relu(batch_norm(x) + r) of the reference ops with
+    its gradients (r's too) and running statistics, and the same bits as the CPU's batch norm then add_relu."""
+    if training and shape[0] * shape[2] * shape[3] == 1:
+        return  # one value per channel: training batch norm rejects it (tested in test_batchnorm.py)
+    residual_data = channels_last_copy(np.random.default_rng(seed + 1).standard_normal(shape).astype(dtype))
+    gradients = []
+
+    def with_residual(combine):
+        def function(x, *args, **kwargs):
+            residual = leaf(residual_data, memory_format=minidl.channels_last)
+            gradients.append(residual)
+            return combine(x, residual, *args, **kwargs)
+        return function
+
+    def unfused(x, residual, *args, **kwargs):
+        return minidl.nn.functional.add_relu(minidl.nn.functional.batch_norm(x, *args, **kwargs), residual)
+
+    fused_run = batch_norm_run(with_residual(minidl.nn.functional.batch_norm_add_relu), shape, training, affine,
+                               dtype, seed)
+    fast, reference = fast_and_reference(lambda: fused_run() + [gradients[-1].grad.array],
+                                         expect=[BatchNormAddReLUChannelsLast])
+    assume(np.array_equal(fast[0] > 0, reference[0] > 0))  # an output at ReLU's kink: rounding picks the side
+    assert stored_channels_last(fast[0])
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    for got, expected in zip(fast, reference):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+    unfused_run = batch_norm_run(with_residual(unfused), shape, training, affine, dtype, seed)
+    with chosen_implementations() as chosen:
+        separate = unfused_run() + [gradients[-1].grad.array]
+    assert BatchNormAddReLUChannelsLast not in chosen and AddReLUThreaded in chosen
+    for got, expected in zip(fast, separate):
+        np.testing.assert_array_equal(got, expected)
 
 
 # ---------------------------------------------------------------- threads
@@ -749,6 +789,7 @@ TESTED_AGAINST_THE_REFERENCE = {
     cpu_conv.Conv2dChannelsLast: test_channels_last_conv_matches_the_reference,
     BatchNormChannelsLast: test_batch_norm_on_channels_last_input_matches_the_reference,
     BatchNormReLUChannelsLast: test_batch_norm_relu_on_channels_last_input_matches_the_reference_composition,
+    BatchNormAddReLUChannelsLast: test_batch_norm_add_relu_matches_the_reference_and_the_unfused_fast_ops,
     AddReLUThreaded: test_add_relu_matches_the_reference_composition,
     ReLUFused: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,
     AddThreaded: test_fused_relu_threaded_add_and_gradient_sum_match_the_reference,

@@ -1,4 +1,5 @@
-"""The fused ops (minidl/functions/fused.py): relu(batch_norm(x)) and relu(a + b) as one op each.
+"""The fused ops (minidl/functions/fused.py): relu(batch_norm(x)), relu(a + b) and relu(batch_norm(x) + r) as one op
+each.
 
 Their reference implementations and the CPU's fused ones against finite differences (float64,
 hypothesis-drawn shapes, values kept away from ReLU's kink) and against PyTorch; the functionals take
@@ -13,7 +14,7 @@ from hypothesis import given, strategies as st
 
 import minidl
 from minidl import nn
-from minidl.functions.fused import AddReLU, BatchNormReLU
+from minidl.functions.fused import AddReLU, BatchNormAddReLU, BatchNormReLU
 from minidl.gradcheck import gradcheck
 from minidl.nn import functional as F
 from helpers import chosen_implementations, leaf, torch_or_skip
@@ -48,6 +49,45 @@ def test_batch_norm_relu_gradients_match_finite_differences(n, c, hw, training, 
     if np.abs(y[y > 0]).min(initial=1) < 1e-3 or (np.abs(y) < 1e-3).any():  # an output at the kink
         return
     assert gradcheck(fn, x, weight, bias, atol=1e-5)
+
+
+@given(n=st.integers(2, 4), c=st.integers(1, 3), hw=st.integers(1, 3), training=st.booleans(), seed=seeds)
+def test_batch_norm_add_relu_gradients_match_finite_differences(n, c, hw, training, seed):
+    data = np.random.default_rng(seed)
+    x, weight, bias = leaf(data.standard_normal((n, c, hw, hw))), leaf(data.uniform(0.5, 2, c)), leaf(data.standard_normal(c))
+    residual = leaf(data.standard_normal((n, c, hw, hw)))
+    mean, var = minidl.tensor(data.standard_normal(c)), minidl.tensor(data.uniform(0.5, 2, c))
+
+    def fn(x, weight, bias, residual):
+        return BatchNormAddReLU.apply(x, weight, bias, residual, running_mean=mean.array.copy(),
+                                      running_var=var.array.copy(), training=training, momentum=0.1, eps=1e-5)
+
+    normalised = F.batch_norm(x, mean.array.copy(), var.array.copy(), weight, bias, training=training).array
+    if (np.abs(normalised + residual.array) < 1e-3).any():  # an output at the kink
+        return
+    assert gradcheck(fn, x, weight, bias, residual, atol=1e-5)
+
+
+@given(n=st.integers(2, 3), c=st.integers(1, 19), hw=st.integers(1, 2), training=st.booleans(), seed=seeds)
+def test_cpu_batch_norm_add_relu_gradients_match_finite_differences(n, c, hw, training, seed):
+    """relu(batch_norm(x) + r) on channels-last x and r: the CPU's BatchNormAddReLUChannelsLast."""
+    data = np.random.default_rng(seed)
+    x, weight, bias = leaf(data.standard_normal((n, c, hw, hw))), leaf(data.uniform(0.5, 2, c)), leaf(data.standard_normal(c))
+    residual = leaf(data.standard_normal((n, c, hw, hw)))
+    mean, var = data.standard_normal(c), data.uniform(0.5, 2, c)
+
+    def fn(x, weight, bias, residual):
+        x, residual = (t.contiguous(memory_format=minidl.channels_last) for t in (x, residual))
+        return F.batch_norm_add_relu(x, residual, mean.copy(), var.copy(), weight, bias, training=training)
+
+    with minidl.backends.reference(False), chosen_implementations() as chosen:
+        out = fn(x, weight, bias, residual)
+        normalised = F.batch_norm(x, mean.copy(), var.copy(), weight, bias, training=training).array
+        if (np.abs(normalised + residual.array) < 1e-3).any():
+            return  # an output at the kink: the finite differences would straddle it
+        assert gradcheck(fn, x, weight, bias, residual, atol=1e-5)
+    assert "BatchNormAddReLUChannelsLast" in {cls.__name__ for cls in chosen}
+    assert out.memory_format is minidl.channels_last
 
 
 @given(n=st.integers(2, 3), c=st.integers(1, 19), hw=st.integers(1, 2), training=st.booleans(), seed=seeds)
@@ -94,6 +134,43 @@ def test_fused_references_match_torch(rng):
     np.testing.assert_allclose(out.array, tout.detach().numpy())
     np.testing.assert_allclose(a.grad.array, ta.grad.numpy())
     np.testing.assert_allclose(b.grad.array, tb.grad.numpy())
+
+
+def test_batch_norm_add_relu_reference_matches_torch(rng):
+    torch = torch_or_skip()
+    x, r, g = (rng.standard_normal((4, 3, 5, 5)) for _ in range(3))
+    weight, bias = rng.standard_normal(3), rng.standard_normal(3)
+    ours = [leaf(v) for v in (x, weight, bias, r)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (x, weight, bias, r)]
+    y = BatchNormAddReLU.apply(*ours, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5)
+    ty = torch.relu(torch.nn.functional.batch_norm(theirs[0], None, None, theirs[1], theirs[2], training=True)
+                    + theirs[3])
+    y.backward(minidl.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.array, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.array, b.grad.numpy(), rtol=1e-9, atol=1e-10)
+
+
+def test_resnet_blocks_fuse_their_last_batch_norm_and_join_on_the_cpu():
+    block = minidl.models.resnet.BasicBlock(4, 4)
+    x = minidl.randn(2, 4, 5, 5).contiguous(memory_format=minidl.channels_last)
+    seen = []
+    with minidl.backends.reference(False):
+        assert type(block(x).grad_fn).__name__ == "BatchNormAddReLUChannelsLast"
+        block.bn2.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+        assert type(block(x).grad_fn).__name__ == "AddReLUThreaded" and seen == [(2, 4, 5, 5)]
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_module_forward_add_relu_keeps_the_running_statistics_of_forward(momentum):
+    fused, plain = nn.BatchNorm2d(3, momentum=momentum), nn.BatchNorm2d(3, momentum=momentum)
+    for _ in range(2):
+        x, r = minidl.randn(4, 3, 2, 2), minidl.randn(4, 3, 2, 2)
+        np.testing.assert_allclose(fused.forward_add_relu(x, r).array, F.relu(plain(x) + r).array, rtol=1e-6,
+                                   atol=1e-7)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        np.testing.assert_allclose(getattr(fused, name).array, getattr(plain, name).array, err_msg=name)
 
 
 def test_the_functionals_fuse_only_where_a_backend_does(standin, kernels):

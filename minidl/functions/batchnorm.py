@@ -53,7 +53,7 @@ class BatchNorm(Function):
 
     def backward(self, g):
         x, axes = self.x, self.axes
-        need_x, need_weight, need_bias = self.needs_input_grad
+        need_x, need_weight, need_bias = self.needs_input_grad[:3]  # (x, weight, bias, and more in a fused op)
         sum_g = g.sum(axis=axes, keepdims=True)
         grad_x = grad_weight = grad_bias = None
         if need_weight or (need_x and self.training):

@@ -1,4 +1,4 @@
-"""Two pairs of ops that a device backend may run as one: relu(batch_norm(x)) and relu(a + b).
+"""Ops that a device backend may run as one: relu(batch_norm(x)), relu(a + b) and relu(batch_norm(x) + r).
 
 Each fused op is, by definition, the composition of two reference ops, and its reference
 implementation below is exactly that composition.  Fusing saves passes over memory: the CUDA
@@ -56,6 +56,27 @@ class AddReLU(Function):
         return grad, grad
 
 
+class BatchNormAddReLU(BatchNorm):
+    """y = max(batch_norm(x) + r, 0): a residual block's last batch norm and its join, inputs (x, weight, bias, r).
+
+    Backward: g' = g where y > 0, else 0; dL/dr = g', and BatchNorm's backward of g' for x, weight and bias.
+    """
+
+    def forward(self, x, weight=None, bias=None, residual=None, running_mean=None, running_var=None, training=False,
+                momentum=0.1, eps=1e-5):
+        y = super().forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+        y += residual
+        get_array_module(y).maximum(y, 0, out=y)
+        if self.recording:
+            self.y = y
+        return y
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        g = xp.where(self.y > 0, g, 0).astype(g.dtype, copy=False)
+        return (*super().backward(g), g if self.needs_input_grad[3] else None)
+
+
 def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                     eps=1e-5):
     """``relu(batch_norm(input, ...))``, one fused op where the device has one (arguments as ``batch_norm``)."""
@@ -73,3 +94,17 @@ def add_relu(a, b):
     if a.shape != b.shape or a.dtype != b.dtype or not AddReLU.has_fast_implementation((a, b), {}):
         return relu(a + b)
     return AddReLU.apply(a, b)
+
+
+def batch_norm_add_relu(input, residual, running_mean, running_var, weight=None, bias=None, training=False,
+                        momentum=0.1, eps=1e-5):
+    """``relu(batch_norm(input, ...) + residual)``, one fused op where the device has one (arguments as
+    ``batch_norm``; ``residual`` of input's shape and dtype)."""
+    _check_arguments(input, running_mean, running_var, weight, bias, training, momentum)
+    inputs = (input, weight, bias, residual)
+    params = dict(running_mean=_array(running_mean), running_var=_array(running_var), training=training,
+                  momentum=momentum, eps=eps)
+    if residual.shape != input.shape or residual.dtype != input.dtype \
+            or not BatchNormAddReLU.has_fast_implementation(inputs, params):
+        return add_relu(batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps), residual)
+    return BatchNormAddReLU.apply(*inputs, **params)

@@ -5,8 +5,9 @@ convolution in ``conv.py``, ``conv1d.py`` and ``conv_transpose.py``, pooling in 
 ``unpooling.py``, resizing in ``interpolate.py``, batch norm in ``batchnorm.py``,
 dropout in ``dropout.py``, activations in ``activation.py``, ``smooth_activation.py`` and
 ``piecewise_activation.py``, losses in ``loss.py``, ``linear`` in ``linear.py``, ``normalize`` in
-``normalize.py`` and ``pad`` in ``padding.py``; ``batch_norm_relu`` and ``add_relu`` (relu(batch_norm(x))
-and relu(a + b), fused into one op where a device backend can) in ``fused.py``.
+``normalize.py`` and ``pad`` in ``padding.py``; ``batch_norm_relu``, ``add_relu`` and ``batch_norm_add_relu``
+(relu(batch_norm(x)), relu(a + b) and relu(batch_norm(x) + r), fused into one op where a device backend can)
+in ``fused.py``.
 """
 from ..functions.activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from ..functions.batchnorm import batch_norm
@@ -14,7 +15,7 @@ from ..functions.conv import conv2d
 from ..functions.conv1d import conv1d
 from ..functions.conv_transpose import conv_transpose2d
 from ..functions.dropout import dropout, dropout2d
-from ..functions.fused import add_relu, batch_norm_relu
+from ..functions.fused import add_relu, batch_norm_add_relu, batch_norm_relu
 from ..functions.indexing import one_hot as one_hot_array
 from ..functions.interpolate import interpolate
 from ..functions.linear import linear

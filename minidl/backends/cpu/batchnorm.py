@@ -10,12 +10,13 @@ layers after it stay on their fast paths.
 relu(batch_norm(x)) (``functions/fused.py``'s BatchNormReLU, which minidl's ResNet blocks ask for)
 runs in the same passes: the scale-shift pass clamps at 0 and writes the mask y > 0 beside y, and
 backward's two passes over g read it where the mask is set, so the ReLU costs no pass of its own
-in either direction.
+in either direction.  relu(batch_norm(x) + r) (BatchNormAddReLU: a residual block's last batch
+norm and its join) adds r in that pass too; backward's masked g is then also dL/dr.
 """
 import numpy as np
 
 from ...functions.batchnorm import BatchNorm, _update_running_stats
-from ...functions.fused import BatchNormReLU
+from ...functions.fused import BatchNormAddReLU, BatchNormReLU
 from ...memory_formats import channels_last
 from ..registry import register
 from . import kernels
@@ -47,17 +48,22 @@ class BatchNormChannelsLast(BatchNorm):
         shift = -mean * scale if bias is None else bias - mean * scale
         if self.recording:
             self.x, self.mean, self.invstd, self.weight, self.training = x, mean, invstd, weight, training
-        if self.relu:
-            y, positive = kernels.scale_shift_relu(rows, scale, shift)
-            if self.recording:
-                self.positive = positive  # the (rows, C) mask y > 0: where g reaches the batch norm
-        else:
-            y = kernels.scale_shift(rows, scale, shift)
+        y = self.normalize(rows, scale, shift)
         return as_nchw(y, x.shape)
+
+    def normalize(self, rows, scale, shift):
+        """The pass that writes y: rows * scale + shift (BatchNormReLUChannelsLast clamps it at 0)."""
+        return kernels.scale_shift(rows, scale, shift)
+
+    def keep_mask(self, y, positive):
+        """y, keeping the (rows, C) mask y > 0 for backward: where g reaches the batch norm."""
+        if self.recording:
+            self.positive = positive
+        return y
 
     def backward(self, g):
         x, mean, invstd = self.x, self.mean, self.invstd
-        need_x, need_weight, need_bias = self.needs_input_grad
+        need_x, need_weight, need_bias = self.needs_input_grad[:3]
         rows = channel_rows(x)
         g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(rows.shape)
         positive = self.positive if self.relu else None  # fused ReLU: g counts only where y > 0
@@ -88,6 +94,42 @@ class BatchNormReLUChannelsLast(BatchNormChannelsLast, BatchNormReLU):
     @classmethod
     def supports(cls, inputs, params):
         return is_channels_last_float(inputs[0])
+
+    def normalize(self, rows, scale, shift):
+        return self.keep_mask(*kernels.scale_shift_relu(rows, scale, shift))
+
+
+@register(BatchNormAddReLU, "cpu")
+class BatchNormAddReLUChannelsLast(BatchNormChannelsLast, BatchNormAddReLU):
+    """relu(batch_norm(x) + r) in BatchNormChannelsLast's passes: the forward pass adds r, clamps and writes the
+    mask; backward takes g where it is set, as BatchNormReLUChannelsLast, and that masked g is dL/dr (one pass).
+    The same bits as the batch norm, then AddReLUThreaded."""
+
+    relu = True
+
+    @classmethod
+    def supports(cls, inputs, params):
+        x, residual = inputs[0], inputs[3]
+        return (is_channels_last_float(x) and is_channels_last_float(residual) and residual.shape == x.shape
+                and residual.dtype == x.dtype)
+
+    def forward(self, x, weight=None, bias=None, residual=None, **params):
+        self.residual = residual
+        try:
+            return super().forward(x, weight, bias, **params)
+        finally:
+            del self.residual  # only the forward pass reads it
+
+    def normalize(self, rows, scale, shift):
+        return self.keep_mask(*kernels.scale_shift_add_relu(rows, scale, shift, channel_rows(self.residual)))
+
+    def backward(self, g):
+        grad_x, grad_weight, grad_bias = super().backward(g)
+        grad_residual = None
+        if self.needs_input_grad[3]:
+            g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(self.positive.shape)
+            grad_residual = as_nchw(kernels.relu_grad(g_rows, self.positive), g.shape)
+        return grad_x, grad_weight, grad_bias, grad_residual
 
 
 def is_channels_last_float(x):

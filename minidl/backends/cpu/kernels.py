@@ -8,7 +8,9 @@ step; these kernels do each step in one pass over the rows, split across the CPU
 A ReLU after the batch norm (``functions/fused.py``'s BatchNormReLU) rides along in the same
 passes: the scale-shift pass also clamps at 0 and writes the mask y > 0, and the two backward
 passes read g only where the mask is set (``positive`` below), so g is never masked in a pass of
-its own.  The residual join relu(a + b) is one flat pass the same way (``add_relu``).
+its own.  The residual join relu(a + b) is one flat pass the same way (``add_relu``), and a block's
+last batch norm with its join, relu(batch_norm(x) + r), adds r in the scale-shift pass
+(``scale_shift_add_relu``: one pass fewer, writing and reading y no more).
 
 Every kernel has a plain NumPy twin (``*_numpy``) with the same result up to rounding;
 tests/test_cpu_backend.py checks one against the other.  Without numba (or with
@@ -50,6 +52,14 @@ def scale_shift_numpy(x, scale, shift, out):
 def scale_shift_relu_numpy(x, scale, shift, out, positive):
     """out = max(x * scale + shift, 0) (NaN stays NaN) and positive = x * scale + shift > 0, per column."""
     scale_shift_numpy(x, scale, shift, out)
+    np.greater(out, 0, out=positive)
+    np.maximum(out, 0, out=out)
+
+
+def scale_shift_add_relu_numpy(x, scale, shift, residual, out, positive):
+    """out = max(x * scale + shift + residual, 0) and positive = out > 0 before the clamp, per column."""
+    scale_shift_numpy(x, scale, shift, out)
+    out += residual
     np.greater(out, 0, out=positive)
     np.maximum(out, 0, out=out)
 
@@ -133,6 +143,15 @@ def _compile():
                 out[r, c] = 0 if v <= 0 else v  # NaN passes through, as in relu below
 
     @jit
+    def scale_shift_add_relu(x, scale, shift, residual, out, positive):
+        for r in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                v = x[r, c] * scale[c] + shift[c]  # rounded to x's dtype, then the add: the unfused ops' bits
+                v = v + residual[r, c]
+                positive[r, c] = v > 0
+                out[r, c] = 0 if v <= 0 else v
+
+    @jit
     def grad_sums(g, x, mean):
         sums = np.zeros((2, x.shape[1]), dtype=np.float64)
         for r in range(x.shape[0]):
@@ -191,7 +210,7 @@ def _compile():
             out[i] = g[i] if positive[i] else 0
 
     return dict(shifted_sums=shifted_sums, scale_shift=scale_shift, scale_shift_relu=scale_shift_relu,
-                grad_sums=grad_sums, input_grad=input_grad, masked_grad_sums=masked_grad_sums,
+                scale_shift_add_relu=scale_shift_add_relu, grad_sums=grad_sums, input_grad=input_grad, masked_grad_sums=masked_grad_sums,
                 masked_input_grad=masked_input_grad, relu=relu, add_relu=add_relu, relu_grad=relu_grad)
 
 
@@ -214,7 +233,7 @@ def kernels():
 
 def numpy_kernels():
     return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, scale_shift_relu=scale_shift_relu_numpy,
-                grad_sums=grad_sums_numpy, input_grad=input_grad_numpy, masked_grad_sums=masked_grad_sums_numpy,
+                scale_shift_add_relu=scale_shift_add_relu_numpy, grad_sums=grad_sums_numpy, input_grad=input_grad_numpy, masked_grad_sums=masked_grad_sums_numpy,
                 masked_input_grad=masked_input_grad_numpy, relu=relu_numpy, add_relu=add_relu_numpy,
                 relu_grad=relu_grad_numpy)
 
@@ -248,6 +267,16 @@ def scale_shift_relu(x, scale, shift, kernels=None):
     out, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
     for_ranges(lambda a, b: k["scale_shift_relu"](x[a:b], scale, shift, out[a:b], positive[a:b]), len(x),
                2 * x.size)
+    return out, positive
+
+
+def scale_shift_add_relu(x, scale, shift, residual, kernels=None):
+    """(max(x * scale + shift + residual, 0), x * scale + shift + residual > 0) per column, two new (rows, C)
+    arrays, one pass (``residual``: (rows, C) too)."""
+    k = kernels or globals()["kernels"]()
+    out, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
+    for_ranges(lambda a, b: k["scale_shift_add_relu"](x[a:b], scale, shift, residual[a:b], out[a:b], positive[a:b]),
+               len(x), 3 * x.size)
     return out, positive
 
 

@@ -67,6 +67,14 @@ class _BatchNorm(Module):
             return F.relu(self(input))
         return F.batch_norm_relu(input, *self._arguments(input))
 
+    def forward_add_relu(self, input, residual):
+        """``relu(self(input) + residual)`` as one op where the device fuses them (``F.batch_norm_add_relu``): the
+        last batch norm of a residual block and its join.  A subclass with its own ``forward`` gets its forward,
+        then the add and the ReLU."""
+        if type(self).forward is not _BatchNorm.forward:
+            return F.add_relu(self(input), residual)
+        return F.batch_norm_add_relu(input, residual, *self._arguments(input))
+
     def _arguments(self, input):
         """The arguments of ``F.batch_norm`` after ``input``, counting the batch when training."""
         self._check_input(input)
