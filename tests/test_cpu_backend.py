@@ -393,16 +393,16 @@ def test_map_ranges_returns_every_range_once_in_order_whichever_thread_ran_it(mo
     assert len(ran_in) == len(results)
 
 
+def fails_after_the_first_range(first, stop):
+    if first > 0:
+        raise ValueError(f"range {first}")
+    return first
+
+
 def test_map_ranges_raises_a_workers_exception(monkeypatch):
     monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
-
-    def work(first, stop):
-        if first > 0:
-            raise ValueError(f"range {first}")
-        return first
-
     with pytest.raises(ValueError, match="range"):
-        cpu_threads.map_ranges(work, 100)
+        cpu_threads.map_ranges(fails_after_the_first_range, 100)
 
 
 def test_blas_threads_restores_the_previous_setting():
@@ -456,13 +456,7 @@ def test_map_ranges_later_computes_at_once_on_one_thread_or_for_a_small_op(monke
 
 def test_map_ranges_later_raises_a_workers_exception_on_result(monkeypatch):
     monkeypatch.setenv("MINIDL_NUM_THREADS", "2")
-
-    def work(first, stop):
-        if first > 0:
-            raise ValueError(f"range {first}")
-        return first
-
-    pending = cpu_threads.map_ranges_later(work, 100, sum, 1 << 30, 1)
+    pending = cpu_threads.map_ranges_later(fails_after_the_first_range, 100, sum, 1 << 30, 1)
     with pytest.raises(ValueError, match="range"):
         pending.result()
 

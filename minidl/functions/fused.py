@@ -26,15 +26,11 @@ class BatchNormReLU(BatchNorm):
 
     def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None, training=False,
                 momentum=0.1, eps=1e-5):
-        y = super().forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
-        y = get_array_module(y).maximum(y, 0)
-        if self.recording:
-            self.y = y
-        return y
+        return _relu_in_place(self, super().forward(x, weight, bias, running_mean, running_var, training, momentum,
+                                                    eps))
 
     def backward(self, g):
-        xp = get_array_module(g)
-        return super().backward(xp.where(self.y > 0, g, 0).astype(g.dtype, copy=False))
+        return super().backward(_where_positive(self, g))
 
 
 class AddReLU(Function):
@@ -44,15 +40,10 @@ class AddReLU(Function):
     """
 
     def forward(self, a, b):
-        y = a + b
-        get_array_module(y).maximum(y, 0, out=y)
-        if self.recording:
-            self.y = y
-        return y
+        return _relu_in_place(self, a + b)
 
     def backward(self, g):
-        xp = get_array_module(g)
-        grad = xp.where(self.y > 0, g, 0).astype(g.dtype, copy=False)
+        grad = _where_positive(self, g)
         return grad, grad
 
 
@@ -66,15 +57,24 @@ class BatchNormAddReLU(BatchNorm):
                 momentum=0.1, eps=1e-5):
         y = super().forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
         y += residual
-        get_array_module(y).maximum(y, 0, out=y)
-        if self.recording:
-            self.y = y
-        return y
+        return _relu_in_place(self, y)
 
     def backward(self, g):
-        xp = get_array_module(g)
-        g = xp.where(self.y > 0, g, 0).astype(g.dtype, copy=False)
+        g = _where_positive(self, g)
         return (*super().backward(g), g if self.needs_input_grad[3] else None)
+
+
+def _relu_in_place(fn, y):
+    """max(y, 0) in y's memory (a new array of the op's), kept on ``fn`` for its backward."""
+    get_array_module(y).maximum(y, 0, out=y)
+    if fn.recording:
+        fn.y = y
+    return y
+
+
+def _where_positive(fn, g):
+    """g where ``fn``'s output is positive, else 0: ReLU's gradient (0 at the kink, as PyTorch's)."""
+    return get_array_module(g).where(fn.y > 0, g, 0).astype(g.dtype, copy=False)
 
 
 def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
