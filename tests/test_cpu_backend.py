@@ -198,7 +198,8 @@ def test_numba_kernels_match_numpy_twins(numba_kernels, rows, cols, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows, cols", [(1, 1), (7, 3), (1000, 17), (257, 64)])
 def test_fused_relu_kernels_match_their_twins_and_the_unfused_kernels(numba_kernels, rows, cols, dtype):
-    """scale_shift_relu is scale_shift then max(y, 0) and y > 0; the masked backward kernels are the
+    """scale_shift_relu is scale_shift then max(y, 0) and y > 0, scale_shift_add_relu the same after adding r
+    (to the bit, also in NumPy); the masked backward kernels are the
     unmasked ones run on g where positive, else 0 (a NaN g where the mask is off counts as 0), to the
     bit in numba; add_relu is max(a + b, 0) and a + b > 0.  The NumPy twins agree up to rounding."""
     rng = np.random.default_rng(rows * cols)
@@ -217,6 +218,10 @@ def test_fused_relu_kernels_match_their_twins_and_the_unfused_kernels(numba_kern
         kernels["scale_shift"](x, a, b, plain)
         np.testing.assert_array_equal(y, np.maximum(plain, 0))
         np.testing.assert_array_equal(y_positive, plain > 0)
+        with_residual, added = np.empty_like(x), np.empty(x.shape, dtype=bool)
+        kernels["scale_shift_add_relu"](x, a, b, g_masked, with_residual, added)
+        np.testing.assert_array_equal(with_residual, np.maximum(plain + g_masked, 0))
+        np.testing.assert_array_equal(added, plain + g_masked > 0)
         masked_sums = kernels["masked_grad_sums"](g, positive, x, mean)
         masked_grad, unmasked_grad = np.empty_like(x), np.empty_like(x)
         kernels["masked_input_grad"](g, positive, x, mean, a, b, c, masked_grad)
