@@ -292,6 +292,17 @@ def test_batch_norm_on_channels_last_input_matches_the_reference(shape, training
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
 
 
+def assert_batch_norm_relu_matches(fast, reference, dtype):
+    """The fast run's results (output first, channels-last) equal the reference's up to rounding, unless an output
+    sits at ReLU's kink, where rounding picks the side (then hypothesis draws another case)."""
+    assume(np.array_equal(fast[0] > 0, reference[0] > 0))
+    assert stored_channels_last(fast[0])
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    for got, expected in zip(fast, reference):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+
+
 @settings(max_examples=25)
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 40), st.integers(1, 5), st.integers(1, 5)),
        training=st.booleans(), affine=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
@@ -304,12 +315,7 @@ def test_batch_norm_relu_on_channels_last_input_matches_the_reference_compositio
         return  # one value per channel: training batch norm rejects it (tested in test_batchnorm.py)
     run = batch_norm_run(minidl.nn.functional.batch_norm_relu, shape, training, affine, dtype, seed)
     fast, reference = fast_and_reference(run, expect=[BatchNormReLUChannelsLast])
-    assume(np.array_equal(fast[0] > 0, reference[0] > 0))  # an output at ReLU's kink: rounding picks the side
-    assert stored_channels_last(fast[0])
-    tolerance = 1e-12 if dtype == np.float64 else 2e-5
-    for got, expected in zip(fast, reference):
-        assert got.dtype == dtype
-        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+    assert_batch_norm_relu_matches(fast, reference, dtype)
 
 
 @settings(max_examples=25)
@@ -338,12 +344,7 @@ def test_batch_norm_add_relu_matches_the_reference_and_the_unfused_fast_ops(shap
                                dtype, seed)
     fast, reference = fast_and_reference(lambda: fused_run() + [gradients[-1].grad.array],
                                          expect=[BatchNormAddReLUChannelsLast])
-    assume(np.array_equal(fast[0] > 0, reference[0] > 0))  # an output at ReLU's kink: rounding picks the side
-    assert stored_channels_last(fast[0])
-    tolerance = 1e-12 if dtype == np.float64 else 2e-5
-    for got, expected in zip(fast, reference):
-        assert got.dtype == dtype
-        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+    assert_batch_norm_relu_matches(fast, reference, dtype)
     unfused_run = batch_norm_run(with_residual(unfused), shape, training, affine, dtype, seed)
     with chosen_implementations() as chosen:
         separate = unfused_run() + [gradients[-1].grad.array]

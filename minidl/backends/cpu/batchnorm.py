@@ -127,7 +127,7 @@ class BatchNormAddReLUChannelsLast(BatchNormChannelsLast, BatchNormAddReLU):
         grad_x, grad_weight, grad_bias = super().backward(g)
         grad_residual = None
         if self.needs_input_grad[3]:
-            g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(self.positive.shape)
+            g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(self.positive.shape)  # as backward's
             grad_residual = as_nchw(kernels.relu_grad(g_rows, self.positive), g.shape)
         return grad_x, grad_weight, grad_bias, grad_residual
 

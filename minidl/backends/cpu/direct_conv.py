@@ -197,18 +197,8 @@ class PixelTable:
     relative to the chunk's first image, entries ordered by class, then image, then pixel.
     """
 
-    def __init__(self, plan, r_count, images):
-        key = (plan.plan.tobytes(), plan.taps.tobytes(), np.delete(plan.phases, 1, axis=1).tobytes(), r_count, images)
-        cached = _pixel_tables.get(key)
-        if cached is None:
-            cached = _pixel_table(plan, r_count, images)
-            if len(_pixel_tables) >= 256:
-                _pixel_tables.clear()
-            _pixel_tables[key] = cached
-        self.classes, self.tap_list, self.pixels = cached
-
-
-_pixel_tables = {}
+    def __init__(self, plan, r_count, images):  # built once per pass and chunk size: ConvPass keeps it
+        self.classes, self.tap_list, self.pixels = _pixel_table(plan, r_count, images)
 
 
 def _pixel_table(plan, r_count, images):

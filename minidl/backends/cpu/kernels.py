@@ -210,8 +210,9 @@ def _compile():
             out[i] = g[i] if positive[i] else 0
 
     return dict(shifted_sums=shifted_sums, scale_shift=scale_shift, scale_shift_relu=scale_shift_relu,
-                scale_shift_add_relu=scale_shift_add_relu, grad_sums=grad_sums, input_grad=input_grad, masked_grad_sums=masked_grad_sums,
-                masked_input_grad=masked_input_grad, relu=relu, add_relu=add_relu, relu_grad=relu_grad)
+                scale_shift_add_relu=scale_shift_add_relu, grad_sums=grad_sums, input_grad=input_grad,
+                masked_grad_sums=masked_grad_sums, masked_input_grad=masked_input_grad, relu=relu, add_relu=add_relu,
+                relu_grad=relu_grad)
 
 
 def compiled_or_twins(compile, numpy_kernels):
@@ -233,9 +234,9 @@ def kernels():
 
 def numpy_kernels():
     return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, scale_shift_relu=scale_shift_relu_numpy,
-                scale_shift_add_relu=scale_shift_add_relu_numpy, grad_sums=grad_sums_numpy, input_grad=input_grad_numpy, masked_grad_sums=masked_grad_sums_numpy,
-                masked_input_grad=masked_input_grad_numpy, relu=relu_numpy, add_relu=add_relu_numpy,
-                relu_grad=relu_grad_numpy)
+                scale_shift_add_relu=scale_shift_add_relu_numpy, grad_sums=grad_sums_numpy, input_grad=input_grad_numpy,
+                masked_grad_sums=masked_grad_sums_numpy, masked_input_grad=masked_input_grad_numpy, relu=relu_numpy,
+                add_relu=add_relu_numpy, relu_grad=relu_grad_numpy)
 
 
 # ------------------------------------------------------------------ whole-array passes, rows split across threads
