@@ -80,7 +80,7 @@ class Function:
     ``grad_output`` in place: the engine may hand one array to several inputs.
     """
 
-    inputs = None  # the input Tensors, kept so backward can walk to them
+    inputs = None  # the input Tensors (set before forward runs), kept so backward can walk to them
     # How forward's result is stored, copied to the output's Tensor.memory_format: contiguous_format,
     # channels_last, or preserve_format (like the first input Tensor).  A forward may set it on self.
     output_memory_format = contiguous_format
@@ -95,6 +95,7 @@ class Function:
         fn.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
         record = is_grad_enabled() and any(fn.needs_input_grad)
         fn.recording = record  # a forward may skip saving buffers when nothing will be recorded
+        fn.inputs = inputs  # forward may look at what made an input (the CPU batch norm: its convolution's sums)
         try:
             if _profiler is None:
                 output_array = fn.forward(*arrays, **params)
@@ -110,7 +111,6 @@ class Function:
         if fn.output_memory_format is not contiguous_format:
             output._memory_format = _output_memory_format(fn.output_memory_format, inputs)
         if record:
-            fn.inputs = inputs
             fn.input_versions = tuple(getattr(x, "_version", None) for x in inputs)
             output._ctx = fn
         return output

@@ -144,7 +144,7 @@ def test_chunks_cover_every_image_once_with_a_small_chunk_size(monkeypatch, chan
     monkeypatch.setattr(conv_gemm, "CHUNK_FLOATS", 50)  # one image per chunk
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((5, channels, 4, 4)), rng.standard_normal((2, channels, 3, 3))
-    y, padded = cpu_conv.conv_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1))
+    y, padded, _ = cpu_conv.conv_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1))
     assert (padded is None) == (channels >= cpu_conv.ROW_SHIFT_MIN_CHANNELS)
     with minidl.backends.reference():
         expected = minidl.nn.functional.conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).array
@@ -351,6 +351,61 @@ def test_batch_norm_add_relu_matches_the_reference_and_the_unfused_fast_ops(shap
     assert BatchNormAddReLUChannelsLast not in chosen and AddReLUThreaded in chosen
     for got, expected in zip(fast, separate):
         np.testing.assert_array_equal(got, expected)
+
+
+def conv_then_batch_norm(change_in_place=None):
+    """y = conv2d(x, w) on the CPU's direct kernels, optionally changed in place, then batch_norm(y) in training:
+    the batch norm's output and running statistics."""
+    rng = np.random.default_rng(5)
+    x = leaf(channels_last_copy(rng.standard_normal((3, 5, 9, 9)).astype(np.float32)))
+    w = leaf(rng.standard_normal((20, 5, 3, 3)).astype(np.float32))
+    y = minidl.nn.functional.conv2d(x, w, padding=1)
+    if change_in_place is not None:
+        change_in_place(y)
+    running = [np.zeros(20, dtype=np.float32), np.ones(20, dtype=np.float32)]
+    out = batch_norm(y, *running, training=True)
+    return y, out.array, running
+
+
+def test_batch_norm_takes_its_statistics_from_the_convolution_before_it(monkeypatch):
+    """The convolution sums its output channels (and their squares) while the output is in cache; the batch norm
+    that reads that output uses the sums instead of its own pass: the same y and running statistics, to float32
+    rounding, as a pass over the same values."""
+    passes, column_mean_and_var = [], cpu_kernels.column_mean_and_var
+    monkeypatch.setattr(cpu_kernels, "column_mean_and_var", lambda rows: passes.append(rows) or column_mean_and_var(rows))
+    y, got, got_running = conv_then_batch_norm()
+    assert passes == []
+    expected_running = [np.zeros(20, dtype=np.float32), np.ones(20, dtype=np.float32)]
+    expected = batch_norm(y.detach(), *expected_running, training=True).array  # the same values, no sums
+    assert len(passes) == 1
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    for got_stat, expected_stat in zip(got_running, expected_running):
+        np.testing.assert_allclose(got_stat, expected_stat, rtol=1e-6)
+
+
+def test_batch_norm_reads_a_convolution_output_changed_in_place_afresh():
+    """An in-place change between the convolution and the batch norm (the tensor's version moves) makes the
+    convolution's sums stale: the batch norm takes its own pass, giving the bits of a batch norm of a copy."""
+    def change(y):
+        with minidl.no_grad():
+            y.add_(3.0)
+    y, got, running = conv_then_batch_norm(change)
+    assert y._version == 1
+    copy_running = [np.zeros(20, dtype=np.float32), np.ones(20, dtype=np.float32)]
+    expected = batch_norm(minidl.Tensor._from_array(y.array.copy(), memory_format=minidl.channels_last),
+                          *copy_running, training=True).array
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(running[0], copy_running[0])
+
+
+def test_batch_norm_reads_a_convolution_output_given_new_values_afresh():
+    """``y.data = other`` swaps y's array without a version change: the batch norm sees the new values."""
+    def swap(y):
+        y.data = minidl.Tensor._from_array(y.array * 2 + 1, memory_format=minidl.channels_last)
+    y, got, _ = conv_then_batch_norm(swap)
+    assert y._version == 0
+    expected = batch_norm(y.detach(), None, None, training=True).array
+    np.testing.assert_array_equal(got, expected)
 
 
 # ---------------------------------------------------------------- threads

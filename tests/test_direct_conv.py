@@ -99,6 +99,19 @@ def check_against_the_reference(case):
     assert_matches(y, y_ref, "forward")
     assert_matches(dx, dx_ref, "input gradient")
     assert_matches(dw, dw_ref, "weight gradient")
+    assert_channel_sums(direct_conv.conv_forward(x, weight, bias, stride, padding, dilation, width=width,
+                                                 channel_sums=True), y)
+
+
+def assert_channel_sums(y_and_sums, y):
+    """conv_forward(..., channel_sums=True): the same y, and the float64 sums of y and y squared per channel (the
+    order of the adds differs from NumPy's, so equal to float64 rounding)."""
+    y_again, sums = y_and_sums
+    np.testing.assert_array_equal(y_again, y)
+    y64 = y.astype(np.float64)
+    expected = np.stack([y64.sum(axis=(0, 2, 3)), (y64 ** 2).sum(axis=(0, 2, 3))])
+    assert sums.dtype == np.float64 and sums.shape == expected.shape
+    np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-12 * float(expected[1].max(initial=1)))
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -115,6 +128,7 @@ def test_resnet_layers_at_each_width(width):
         g = channels_last(rng.standard_normal(y.shape).astype(np.float32))
         y_ref, dx_ref, dw_ref = reference(x, weight, g, *geometry)
         assert_matches(y, y_ref, "forward")
+        assert_channel_sums(direct_conv.conv_forward(x, weight, None, *geometry, width=width, channel_sums=True), y)
         assert_matches(direct_conv.conv_input_grad(g, weight, x.shape, *geometry, width=width), dx_ref, "dx")
         assert_matches(direct_conv.conv_weight_grad(x, g, weight.shape, *geometry, width=width), dw_ref, "dW")
 
@@ -144,7 +158,8 @@ def test_each_weight_grad_tile(monkeypatch, width, tile_shape):
 @pytest.mark.parametrize("split_channels_bytes", [0, 1 << 40])
 def test_one_thread_or_two_give_the_same_bits(monkeypatch, split_channels_bytes):
     """Images split across threads (each range with its own scratch, the weight gradient's partial sums added
-    in range order), or the weight gradient split by output channels: the same bits on 1 or 2 threads."""
+    in range order, the output's channel sums taken image by image), or the weight gradient split by output
+    channels: the same bits on 1 or 2 threads."""
     monkeypatch.setattr(direct_conv, "SPLIT_CHANNELS_BYTES", split_channels_bytes)
     rng = np.random.default_rng(0)
     x = channels_last(rng.standard_normal((5, 6, 7, 7)).astype(np.float32))
@@ -156,9 +171,11 @@ def test_one_thread_or_two_give_the_same_bits(monkeypatch, split_channels_bytes)
         monkeypatch.setenv("MINIDL_NUM_THREADS", threads)
         results.append([direct_conv.conv_forward(x, weight, None, *geometry),
                         direct_conv.conv_input_grad(g, weight, x.shape, *geometry),
-                        direct_conv.conv_weight_grad(x, g, weight.shape, *geometry)])
+                        direct_conv.conv_weight_grad(x, g, weight.shape, *geometry),
+                        direct_conv.conv_forward(x, weight, None, *geometry, channel_sums=True)[1]])
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
+    assert len(results[0]) == 4
     assert_matches(results[0][2], reference(x, weight, g, *geometry)[2], "weight gradient")
     assert cpu_threads.num_threads() == 2
 

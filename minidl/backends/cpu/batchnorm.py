@@ -12,6 +12,11 @@ runs in the same passes: the scale-shift pass clamps at 0 and writes the mask y 
 backward's two passes over g read it where the mask is set, so the ReLU costs no pass of its own
 in either direction.  relu(batch_norm(x) + r) (BatchNormAddReLU: a residual block's last batch
 norm and its join) adds r in that pass too; backward's masked g is then also dL/dr.
+
+In training the statistics usually cost no pass either: the CPU convolution sums each output channel and its
+square (float64, image by image) while its output is still in cache, and keeps the sums on its graph node; a
+batch norm whose input is that output, unchanged, takes mean = S1/m and var = S2/m - mean^2 from them
+(``convolution_sums``).  The sums of float32 values in float64 keep var free of cancellation.
 """
 import numpy as np
 
@@ -37,7 +42,7 @@ class BatchNormChannelsLast(BatchNorm):
                 training=False, momentum=0.1, eps=1e-5):
         rows = channel_rows(x)
         if training:
-            mean, var = kernels.column_mean_and_var(rows)
+            mean, var = self.batch_statistics(rows)
             mean, var = mean.astype(x.dtype), var.astype(x.dtype)
             if running_mean is not None:
                 _update_running_stats(running_mean, running_var, mean, var, momentum, len(rows))
@@ -50,6 +55,15 @@ class BatchNormChannelsLast(BatchNorm):
             self.x, self.mean, self.invstd, self.weight, self.training = x, mean, invstd, weight, training
         y = self.normalize(rows, scale, shift)
         return as_nchw(y, x.shape)
+
+    def batch_statistics(self, rows):
+        """Per-channel mean and biased variance of the (N*H*W, C) rows, float64: from the sums that the convolution
+        which made x took in its output pass, when it did (no pass over x here), else in one pass over the rows."""
+        sums = convolution_sums(self.inputs[0])
+        if sums is None:
+            return kernels.column_mean_and_var(rows)
+        mean = sums[0] / len(rows)
+        return mean, np.maximum(sums[1] / len(rows) - mean ** 2, 0)
 
     def normalize(self, rows, scale, shift):
         """The pass that writes y: rows * scale + shift (BatchNormReLUChannelsLast clamps it at 0)."""
@@ -130,6 +144,19 @@ class BatchNormAddReLUChannelsLast(BatchNormChannelsLast, BatchNormAddReLU):
             g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(self.positive.shape)  # as backward's
             grad_residual = as_nchw(kernels.relu_grad(g_rows, self.positive), g.shape)
         return grad_x, grad_weight, grad_bias, grad_residual
+
+
+def convolution_sums(x):
+    """The (2, C) float64 sums of the tensor x and of its squares over batch and pixels that the CPU convolution which
+    made x took in its output pass (Conv2dChannelsLast.output_sums), or None: x made by another op, changed in
+    place since (its version is no longer 0), or given another array (``x.data = ...``).  (A change through another
+    tensor sharing the array, ``x.data.add_(1)``, or through the array itself bumps no version: as with any tensor
+    saved for backward, the sums then describe the old values.)"""
+    made_by = getattr(x, "_ctx", None)
+    sums = getattr(made_by, "output_sums", None)
+    if sums is None or x._version != 0 or made_by.output() is not x.array:
+        return None
+    return sums
 
 
 def is_channels_last_float(x):

@@ -24,6 +24,9 @@ Backward, with G = dL/dY as (N*OH*OW, OC) rows:
                      which reuses the forward code;
     dL/dx, stride > 1: dcols = G @ W per chunk, added back onto the windows (col2im, NHWC).
 
+While recording, the direct kernels also sum each output channel and its square as they write y (for the
+batch norm that usually comes next: batchnorm.py), kept as ``output_sums``.
+
 dL/dW is needed by nothing else in backward: with more than one thread the direct kernels' comes back as an
 ``autograd.LaterGradient``, computed by the pool's workers while the calling thread runs the rest of the
 graph (the BatchNorm passes, the next input gradient, Python), and added to ``.grad`` at the end.
@@ -34,6 +37,7 @@ to float rounding (tests/test_cpu_backend.py).  Measurements: docs/performance.m
 import importlib.util
 import math
 import os
+import weakref
 
 import numpy as np
 
@@ -110,8 +114,10 @@ class Conv2dChannelsLast(Conv2d):
         return params["groups"] == 1 and amp.autocast_dtype() is None
 
     def forward(self, x, weight, bias, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
-        y, padded = conv_forward(x, weight, bias, stride, padding, dilation)
+        y, padded, sums = conv_forward(x, weight, bias, stride, padding, dilation, channel_sums=self.recording)
         if self.recording:
+            # for a batch norm that reads y next (batchnorm.py's convolution_sums); y itself is not kept alive
+            self.output_sums, self.output = sums, weakref.ref(y)
             self.geometry, self.input_shape, self.weight_shape = (stride, padding, dilation), x.shape, weight.shape
             self.weight = weight if self.needs_input_grad[0] else None
             # for dL/dW: x (the graph keeps it anyway) and, where the forward made one, its padded NHWC copy
@@ -175,18 +181,21 @@ def conv_rows(padded, weight_rows, kernel_size, stride, dilation):
     return gemm.forward_rows(padded, weight_rows, kernel_size, stride, dilation)
 
 
-def conv_forward(x, weight, bias, stride, padding, dilation):
-    """y (N, OC, OH, OW) as a channels-last view, and the padded NHWC input for backward, or None.
+def conv_forward(x, weight, bias, stride, padding, dilation, channel_sums=False):
+    """y (N, OC, OH, OW) as a channels-last view; the padded NHWC input for backward, or None; and, when
+    ``channel_sums`` asks and the direct kernels run, the (2, OC) float64 sums of y and y squared, else None.
 
-    None when no padded copy was made: row-shifted layers pad each chunk in cache, and their
-    backward starts again from x (see conv_weight_grad).
+    No padded copy is made where row-shifted layers pad each chunk in cache: their backward starts again
+    from x (see conv_weight_grad).
     """
     n, c, h, w = x.shape
     kernel_size = weight.shape[2:]
     out_pixels = n * -(-h // stride[0]) * -(-w // stride[1])  # without padding: near enough for a threshold
     how = strategy(c, kernel_size, stride, x.dtype, macs=_macs(out_pixels, weight.shape))
     if how == "direct":
-        return _direct().conv_forward(x, weight, bias, stride, padding, dilation), None
+        result = _direct().conv_forward(x, weight, bias, stride, padding, dilation, channel_sums=channel_sums)
+        y, sums = result if channel_sums else (result, None)
+        return y, None, sums
     x_nhwc, weight_rows = as_nhwc(x), weight_as_rows(weight)
     if how == "row_shift":
         padded = None
@@ -198,7 +207,7 @@ def conv_forward(x, weight, bias, stride, padding, dilation):
         y += bias
     oh = output_size(h, kernel_size[0], stride[0], padding[0], padding[1], dilation[0])
     ow = output_size(w, kernel_size[1], stride[1], padding[2], padding[3], dilation[1])
-    return as_nchw(y, n, oh, ow), padded
+    return as_nchw(y, n, oh, ow), padded, None
 
 
 def conv_weight_grad(x, padded, g, weight_shape, stride, padding, dilation, later=False):

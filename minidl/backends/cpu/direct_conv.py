@@ -368,8 +368,10 @@ class ConvPass:
         self.tables = {}  # images per range -> PixelTable
         self.batch = None  # (plan of the whole batch in one scratch, that plan once filled, its PixelTable)
 
-    def run(self, source, weight, bias=None):
-        """The flat NHWC output for the flat NHWC ``source``, weights (OC, C, KH, KW) and ``bias`` (or None)."""
+    def run(self, source, weight, bias=None, sums=None):
+        """The flat NHWC output for the flat NHWC ``source``, weights (OC, C, KH, KW) and ``bias`` (or None); with
+        ``sums``, an (N, 2, OC) float64 array, also each image's channel sums of y and y squared."""
+        sums = NO_SUMS if sums is None else sums
         weights = pack_weights(weight, self.layout)
         bias_packed = np.zeros(self.layout.padded, dtype=np.float32)
         if bias is not None:
@@ -385,7 +387,7 @@ class ConvPass:
             def channel_blocks(first, stop):
                 self.module.conv_images(source, 0, images, filled.plan, filled.taps, filled.phases, table.classes,
                                         table.tap_list, table.pixels, weights, bias_packed, y, self.out_channels,
-                                        first * self.block, min(stop * self.block, self.out_channels))
+                                        first * self.block, min(stop * self.block, self.out_channels), sums)
 
             for_ranges(channel_blocks, blocks, self.flops, PARALLEL_MIN_FLOPS)
             return y
@@ -396,7 +398,7 @@ class ConvPass:
         def image_ranges(first, stop):
             self.module.conv_images(source, first, stop, plan.plan, plan.taps, plan.phases, table.classes,
                                     table.tap_list, table.pixels, weights, bias_packed, y, self.out_channels, 0,
-                                    self.out_channels)
+                                    self.out_channels, sums)
 
         for_ranges(image_ranges, images, self.flops, PARALLEL_MIN_FLOPS)
         return y
@@ -446,17 +448,23 @@ def _nhwc(x):
     return x.transpose(0, 2, 3, 1).reshape(-1)
 
 
-def conv_forward(x, weight, bias, stride, padding, dilation, width=None, flipped=False):
+def conv_forward(x, weight, bias, stride, padding, dilation, width=None, flipped=False, channel_sums=False):
     """y = conv2d(x, weight, bias) for float32 (N, C, H, W) x: an (N, OC, OH, OW) channels-last array.
 
     ``flipped``: convolve with weight's kernel rotated by 180 degrees and its two channel axes swapped (the
-    input gradient's convolution)."""
+    input gradient's convolution).  ``channel_sums``: return (y, sums) instead, sums the (2, OC) float64 sums of y
+    and of y squared over the batch and pixels, taken in the output pass (see channel_sums in conv_codegen)."""
     width = width or simd.HOST_WIDTH
     oc = weight.shape[1] if flipped else weight.shape[0]
     layer = prepared(_forward_pass, x.shape, weight.shape, tuple(stride), tuple(padding), tuple(dilation), width,
                      flipped, tile(CONV_TILES, oc, width), _blocking())
-    (oh, ow), y = layer.out_hw, layer.run(_nhwc(x), weight, bias)
-    return y.reshape(x.shape[0], oh, ow, oc).transpose(0, 3, 1, 2)
+    per_image = np.empty((x.shape[0], 2, oc)) if channel_sums else None
+    (oh, ow), y = layer.out_hw, layer.run(_nhwc(x), weight, bias, per_image)
+    y = y.reshape(x.shape[0], oh, ow, oc).transpose(0, 3, 1, 2)
+    return (y, per_image.sum(axis=0)) if channel_sums else y
+
+
+NO_SUMS = np.zeros((0, 2, 0))  # conv_images' sums when none are wanted
 
 
 def _forward_pass(x_shape, weight_shape, stride, padding, dilation, width, flipped, tile_shape, _):

@@ -21,6 +21,11 @@ explicit vector type compiles, under numba's default settings, to exactly the in
     lane(v, k)              lane k of v, a float32
     copy(dst, d, src, s)    dst[d:d+W] = src[s:s+W]
 
+and, for sums that must not lose float32's bits, vectors of W float64 lanes (two or four registers):
+
+    widen(v)                v's lanes as float64 (exact)
+    wide_zeros(), wide_add(a, b), wide_fma(a, b, c), wide_lane(v, k)   as above, in float64
+
 The vector width of the machine is chosen once, at import, from what LLVM reports for the host
 (``HOST_WIDTH``): 16 where the CPU has AVX-512F, 8 with AVX2 (or AVX), else 4 (SSE, NEON).  The
 environment variable ``MINIDL_SIMD_WIDTH`` (4, 8 or 16) forces one; any width compiles on any CPU
@@ -68,10 +73,24 @@ class Float32Vector(types.Type):
         super().__init__(name=f"float32x{width}")
 
 
+class Float64Vector(types.Type):
+    """numba's type for an LLVM ``<width x double>`` value: a Float32Vector widened, for exact running sums."""
+
+    def __init__(self, width):
+        self.width = width
+        super().__init__(name=f"float64x{width}")
+
+
 @register_model(Float32Vector)
 class _Float32VectorModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, ir.VectorType(ir.FloatType(), fe_type.width))
+
+
+@register_model(Float64Vector)
+class _Float64VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.DoubleType(), fe_type.width))
 
 
 _FLAT_FLOAT32 = types.Array(types.float32, 1, "C")
@@ -196,6 +215,49 @@ class Lanes:
                 return context.get_dummy_value()
             return types.none(dst, d, src, s), codegen
         self.copy = copy
+        self._wide_intrinsics()
+
+    def _wide_intrinsics(self):
+        """widen, wide_zeros, wide_add, wide_fma, wide_lane: the float64 twins (see the module docstring)."""
+        width, vec = self.width, self.type
+        wide = Float64Vector(width)
+        llvm_wide = ir.VectorType(ir.DoubleType(), width)
+
+        @intrinsic
+        def widen(typingctx, value):
+            def codegen(context, builder, sig, args):
+                return builder.fpext(args[0], llvm_wide)
+            return wide(vec), codegen
+
+        @intrinsic
+        def wide_zeros(typingctx):
+            def codegen(context, builder, sig, args):
+                return ir.Constant(llvm_wide, [0.0] * width)
+            return wide(), codegen
+
+        @intrinsic
+        def wide_add(typingctx, a, b):
+            def codegen(context, builder, sig, args):
+                return builder.fadd(*args)
+            return wide(wide, wide), codegen
+
+        @intrinsic
+        def wide_fma(typingctx, a, b, c):
+            def codegen(context, builder, sig, args):
+                function = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(llvm_wide, [llvm_wide] * 3), f"llvm.fma.v{width}f64")
+                return builder.call(function, args)
+            return wide(wide, wide, wide), codegen
+
+        @intrinsic
+        def wide_lane(typingctx, value, k):
+            def codegen(context, builder, sig, args):
+                index = builder.trunc(args[1], _I32) if args[1].type.width > 32 else args[1]
+                return builder.extract_element(args[0], index)
+            return types.float64(wide, k), codegen
+
+        self.widen, self.wide_zeros, self.wide_add, self.wide_fma, self.wide_lane = (
+            widen, wide_zeros, wide_add, wide_fma, wide_lane)
 
 
 def _partial_load(v):
