@@ -200,7 +200,7 @@ def test_numba_kernels_match_numpy_twins(numba_kernels, rows, cols, dtype):
 def test_fused_relu_kernels_match_their_twins_and_the_unfused_kernels(numba_kernels, rows, cols, dtype):
     """scale_shift_relu is scale_shift then max(y, 0) and y > 0, scale_shift_add_relu the same after adding r
     (to the bit, also in NumPy); the masked backward kernels are the
-    unmasked ones run on g where positive, else 0 (a NaN g where the mask is off counts as 0), to the
+    unmasked ones run on g where positive, else 0 (masked_input_grad_keeping_g also writes that g) (a NaN g where the mask is off counts as 0), to the
     bit in numba; add_relu is max(a + b, 0) and a + b > 0.  The NumPy twins agree up to rounding."""
     rng = np.random.default_rng(rows * cols)
     x = (rng.standard_normal((rows, cols)) * 3 + 1).astype(dtype)
@@ -227,6 +227,10 @@ def test_fused_relu_kernels_match_their_twins_and_the_unfused_kernels(numba_kern
         kernels["masked_input_grad"](g, positive, x, mean, a, b, c, masked_grad)
         kernels["input_grad"](g_masked, x, mean, a, b, c, unmasked_grad)
         assert np.isfinite(masked_sums).all() and np.isfinite(masked_grad).all()
+        kept_grad, kept_g = np.empty_like(x), np.empty_like(x)
+        kernels["masked_input_grad_keeping_g"](g, positive, x, mean, a, b, c, kept_grad, kept_g)
+        np.testing.assert_array_equal(kept_grad, masked_grad)
+        np.testing.assert_array_equal(kept_g, g_masked)
         if kernels is numba_kernels:
             np.testing.assert_array_equal(masked_sums, kernels["grad_sums"](g_masked, x, mean))
             np.testing.assert_array_equal(masked_grad, unmasked_grad)
@@ -351,6 +355,23 @@ def test_batch_norm_add_relu_matches_the_reference_and_the_unfused_fast_ops(shap
     assert BatchNormAddReLUChannelsLast not in chosen and AddReLUThreaded in chosen
     for got, expected in zip(fast, separate):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("x_needs_grad", [True, False])
+def test_batch_norm_add_relu_gives_the_residual_its_gradient_with_or_without_dx(x_needs_grad):
+    """dL/dr is g where the output is positive: written by dL/dx's pass, or by a pass of its own when x needs no
+    gradient."""
+    rng = np.random.default_rng(7)
+    x = leaf(channels_last_copy(rng.standard_normal((4, 6, 5, 5)).astype(np.float32)), requires_grad=x_needs_grad)
+    residual = leaf(channels_last_copy(rng.standard_normal((4, 6, 5, 5)).astype(np.float32)))
+    weight, bias = leaf(np.ones(6, dtype=np.float32)), leaf(np.zeros(6, dtype=np.float32))
+    with chosen_implementations() as chosen:
+        y = minidl.nn.functional.batch_norm_add_relu(x, residual, None, None, weight, bias, training=True)
+    assert BatchNormAddReLUChannelsLast in chosen
+    upstream = rng.standard_normal(y.shape).astype(np.float32)
+    (y * minidl.tensor(upstream)).sum().backward()
+    np.testing.assert_array_equal(residual.grad.array, np.where(y.array > 0, upstream, 0))
+    assert (x.grad is not None) == x_needs_grad
 
 
 def conv_then_batch_norm(change_in_place=None):

@@ -91,11 +91,15 @@ class BatchNormChannelsLast(BatchNorm):
                 b, c = -scale * invstd * sum_g_xhat / m, -scale * sum_g / m
             else:
                 b = c = np.zeros_like(scale)
-            grad_x = as_nchw(kernels.input_grad(g_rows, rows, mean, scale, b.astype(x.dtype), c.astype(x.dtype),
-                                                positive), x.shape)
+            grad_x = as_nchw(self.input_grad(g_rows, rows, mean, scale, b.astype(x.dtype), c.astype(x.dtype),
+                                             positive), x.shape)
         grad_weight = sum_g_xhat.astype(x.dtype) if need_weight else None
         grad_bias = sum_g.astype(x.dtype) if need_bias else None
         return grad_x, grad_weight, grad_bias
+
+    def input_grad(self, g_rows, rows, mean, scale, b, c, positive):
+        """dL/dx's pass over the rows (BatchNormAddReLUChannelsLast also keeps the masked g from it)."""
+        return kernels.input_grad(g_rows, rows, mean, scale, b, c, positive)
 
 
 @register(BatchNormReLU, "cpu")
@@ -116,7 +120,8 @@ class BatchNormReLUChannelsLast(BatchNormChannelsLast, BatchNormReLU):
 @register(BatchNormAddReLU, "cpu")
 class BatchNormAddReLUChannelsLast(BatchNormChannelsLast, BatchNormAddReLU):
     """relu(batch_norm(x) + r) in BatchNormChannelsLast's passes: the forward pass adds r, clamps and writes the
-    mask; backward takes g where it is set, as BatchNormReLUChannelsLast, and that masked g is dL/dr (one pass).
+    mask; backward takes g where it is set, as BatchNormReLUChannelsLast, and that masked g is dL/dr (written by the
+    input gradient's pass).
     The same bits as the batch norm, then AddReLUThreaded."""
 
     relu = True
@@ -138,12 +143,19 @@ class BatchNormAddReLUChannelsLast(BatchNormChannelsLast, BatchNormAddReLU):
         return self.keep_mask(*kernels.scale_shift_add_relu(rows, scale, shift, channel_rows(self.residual)))
 
     def backward(self, g):
+        self.masked_g = None
         grad_x, grad_weight, grad_bias = super().backward(g)
-        grad_residual = None
-        if self.needs_input_grad[3]:
+        masked_g = self.masked_g
+        if masked_g is None and self.needs_input_grad[3]:  # x needs no gradient: no input-gradient pass ran
             g_rows = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(self.positive.shape)  # as backward's
-            grad_residual = as_nchw(kernels.relu_grad(g_rows, self.positive), g.shape)
-        return grad_x, grad_weight, grad_bias, grad_residual
+            masked_g = kernels.relu_grad(g_rows, self.positive)
+        return grad_x, grad_weight, grad_bias, None if masked_g is None else as_nchw(masked_g, g.shape)
+
+    def input_grad(self, g_rows, rows, mean, scale, b, c, positive):
+        if not self.needs_input_grad[3]:
+            return super().input_grad(g_rows, rows, mean, scale, b, c, positive)
+        grad_x, self.masked_g = kernels.input_grad(g_rows, rows, mean, scale, b, c, positive, keep_masked=True)
+        return grad_x
 
 
 def convolution_sums(x):

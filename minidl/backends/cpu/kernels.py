@@ -89,6 +89,12 @@ def masked_input_grad_numpy(g, positive, x, mean, a, b, c, out):
     input_grad_numpy(_masked(g, positive), x, mean, a, b, c, out)
 
 
+def masked_input_grad_keeping_g_numpy(g, positive, x, mean, a, b, c, out, masked):
+    """masked_input_grad, and masked = g where positive, else 0."""
+    masked[...] = _masked(g, positive)
+    input_grad_numpy(masked, x, mean, a, b, c, out)
+
+
 def _masked(g, positive):
     return np.where(positive, g, 0).astype(g.dtype, copy=False)
 
@@ -191,6 +197,15 @@ def _compile():
                 out[r, c] = g_rc * a[c] + (x[r, c] - mean[c]) * b[c] + c_[c]
 
     @jit
+    def masked_input_grad_keeping_g(g, positive, x, mean, a, b, c_, out, masked):
+        zero = g.dtype.type(0)
+        for r in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                g_rc = g[r, c] if positive[r, c] else zero
+                masked[r, c] = g_rc  # an elementwise pass: the extra store keeps it vectorized
+                out[r, c] = g_rc * a[c] + (x[r, c] - mean[c]) * b[c] + c_[c]
+
+    @jit
     def relu(x, y, positive):
         for i in range(x.shape[0]):
             v = x[i]
@@ -211,7 +226,8 @@ def _compile():
 
     return dict(shifted_sums=shifted_sums, scale_shift=scale_shift, scale_shift_relu=scale_shift_relu,
                 scale_shift_add_relu=scale_shift_add_relu, grad_sums=grad_sums, input_grad=input_grad,
-                masked_grad_sums=masked_grad_sums, masked_input_grad=masked_input_grad, relu=relu, add_relu=add_relu,
+                masked_grad_sums=masked_grad_sums, masked_input_grad=masked_input_grad,
+                masked_input_grad_keeping_g=masked_input_grad_keeping_g, relu=relu, add_relu=add_relu,
                 relu_grad=relu_grad)
 
 
@@ -235,7 +251,8 @@ def kernels():
 def numpy_kernels():
     return dict(shifted_sums=shifted_sums_numpy, scale_shift=scale_shift_numpy, scale_shift_relu=scale_shift_relu_numpy,
                 scale_shift_add_relu=scale_shift_add_relu_numpy, grad_sums=grad_sums_numpy, input_grad=input_grad_numpy,
-                masked_grad_sums=masked_grad_sums_numpy, masked_input_grad=masked_input_grad_numpy, relu=relu_numpy,
+                masked_grad_sums=masked_grad_sums_numpy, masked_input_grad=masked_input_grad_numpy,
+                masked_input_grad_keeping_g=masked_input_grad_keeping_g_numpy, relu=relu_numpy,
                 add_relu=add_relu_numpy, relu_grad=relu_grad_numpy)
 
 
@@ -293,19 +310,25 @@ def grad_sums(g, x, mean, positive=None, kernels=None):
     return sums[0], sums[1]
 
 
-def input_grad(g, x, mean, a, b, c, positive=None, kernels=None):
+def input_grad(g, x, mean, a, b, c, positive=None, kernels=None, keep_masked=False):
     """g * a + (x - mean) * b + c per column, a new (rows, C) array; with ``positive``, of g where
-    positive, else 0."""
+    positive, else 0.  ``keep_masked``: return (that array, the masked g), both from the one pass."""
     k = kernels or globals()["kernels"]()
     out = np.empty_like(x)
     if positive is None:
         def work(first, stop):
             k["input_grad"](g[first:stop], x[first:stop], mean, a, b, c, out[first:stop])
+    elif keep_masked:
+        masked = np.empty_like(g)
+
+        def work(first, stop):
+            k["masked_input_grad_keeping_g"](g[first:stop], positive[first:stop], x[first:stop], mean, a, b, c,
+                                             out[first:stop], masked[first:stop])
     else:
         def work(first, stop):
             k["masked_input_grad"](g[first:stop], positive[first:stop], x[first:stop], mean, a, b, c, out[first:stop])
     for_ranges(work, len(x), 3 * x.size)
-    return out
+    return (out, masked) if keep_masked else out
 
 
 def relu(x, kernels=None):
