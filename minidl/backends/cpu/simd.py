@@ -130,12 +130,6 @@ class Lanes:
         vec = self.type
 
         @intrinsic
-        def zeros(typingctx):
-            def codegen(context, builder, sig, args):
-                return ir.Constant(llvm_vector, [0.0] * width)
-            return vec(), codegen
-
-        @intrinsic
         def load(typingctx, array, index):
             _check_array("load", array)
 
@@ -164,13 +158,6 @@ class Lanes:
             return types.none(array, index, vec), codegen
 
         @intrinsic
-        def lane(typingctx, value, k):
-            def codegen(context, builder, sig, args):
-                index = builder.trunc(args[1], _I32) if args[1].type.width > 32 else args[1]
-                return builder.extract_element(args[0], index)
-            return types.float32(vec, k), codegen
-
-        @intrinsic
         def with_lane(typingctx, value, k, scalar):
             def codegen(context, builder, sig, args):
                 index = builder.trunc(args[1], _I32) if args[1].type.width > 32 else args[1]
@@ -178,27 +165,8 @@ class Lanes:
                 return builder.insert_element(args[0], scalar_value, index)
             return vec(vec, k, scalar), codegen
 
-        def _binary(name, emit):
-            @intrinsic
-            def op(typingctx, a, b):
-                def codegen(context, builder, sig, args):
-                    return emit(builder, *args)
-                return vec(vec, vec), codegen
-            op.__name__ = name
-            return op
-
-        @intrinsic
-        def fma(typingctx, a, b, c):
-            def codegen(context, builder, sig, args):
-                function = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(llvm_vector, [llvm_vector] * 3), f"llvm.fma.v{width}f32")
-                return builder.call(function, args)
-            return vec(vec, vec, vec), codegen
-
-        self.zeros, self.load, self.splat_at, self.store = zeros, load, splat_at, store
-        self.lane, self.with_lane, self.fma = lane, with_lane, fma
-        self.add = _binary("add", lambda builder, a, b: builder.fadd(a, b))
-        self.mul = _binary("mul", lambda builder, a, b: builder.fmul(a, b))
+        self.load, self.splat_at, self.store, self.with_lane = load, splat_at, store, with_lane
+        self.zeros, self.lane, self.add, self.mul, self.fma = _arithmetic(vec, llvm_vector, types.float32)
         self.load_first, self.store_first = _partial_load(self), _partial_store(self)
 
         @intrinsic
@@ -218,46 +186,57 @@ class Lanes:
         self._wide_intrinsics()
 
     def _wide_intrinsics(self):
-        """widen, wide_zeros, wide_add, wide_fma, wide_lane: the float64 twins (see the module docstring)."""
-        width, vec = self.width, self.type
-        wide = Float64Vector(width)
-        llvm_wide = ir.VectorType(ir.DoubleType(), width)
+        """widen and the float64 twins of zeros, add, fma and lane (see the module docstring)."""
+        wide = Float64Vector(self.width)
+        llvm_wide = ir.VectorType(ir.DoubleType(), self.width)
 
         @intrinsic
         def widen(typingctx, value):
             def codegen(context, builder, sig, args):
                 return builder.fpext(args[0], llvm_wide)
-            return wide(vec), codegen
+            return wide(self.type), codegen
 
+        self.widen = widen
+        self.wide_zeros, self.wide_lane, self.wide_add, _, self.wide_fma = _arithmetic(wide, llvm_wide, types.float64)
+
+
+def _arithmetic(vec, llvm_vector, scalar):
+    """zeros(), lane(v, k), add(a, b), mul(a, b) and fma(a, b, c) for the numba vector type ``vec`` (LLVM's
+    ``llvm_vector``, lanes of ``scalar``)."""
+    suffix = f"v{llvm_vector.count}f{64 if scalar == types.float64 else 32}"
+
+    @intrinsic
+    def zeros(typingctx):
+        def codegen(context, builder, sig, args):
+            return ir.Constant(llvm_vector, [0.0] * llvm_vector.count)
+        return vec(), codegen
+
+    @intrinsic
+    def lane(typingctx, value, k):
+        def codegen(context, builder, sig, args):
+            index = builder.trunc(args[1], _I32) if args[1].type.width > 32 else args[1]
+            return builder.extract_element(args[0], index)
+        return scalar(vec, k), codegen
+
+    def binary(name, emit):
         @intrinsic
-        def wide_zeros(typingctx):
+        def op(typingctx, a, b):
             def codegen(context, builder, sig, args):
-                return ir.Constant(llvm_wide, [0.0] * width)
-            return wide(), codegen
+                return emit(builder, *args)
+            return vec(vec, vec), codegen
+        op.__name__ = name
+        return op
 
-        @intrinsic
-        def wide_add(typingctx, a, b):
-            def codegen(context, builder, sig, args):
-                return builder.fadd(*args)
-            return wide(wide, wide), codegen
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        def codegen(context, builder, sig, args):
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(llvm_vector, [llvm_vector] * 3), f"llvm.fma.{suffix}")
+            return builder.call(function, args)
+        return vec(vec, vec, vec), codegen
 
-        @intrinsic
-        def wide_fma(typingctx, a, b, c):
-            def codegen(context, builder, sig, args):
-                function = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(llvm_wide, [llvm_wide] * 3), f"llvm.fma.v{width}f64")
-                return builder.call(function, args)
-            return wide(wide, wide, wide), codegen
-
-        @intrinsic
-        def wide_lane(typingctx, value, k):
-            def codegen(context, builder, sig, args):
-                index = builder.trunc(args[1], _I32) if args[1].type.width > 32 else args[1]
-                return builder.extract_element(args[0], index)
-            return types.float64(wide, k), codegen
-
-        self.widen, self.wide_zeros, self.wide_add, self.wide_fma, self.wide_lane = (
-            widen, wide_zeros, wide_add, wide_fma, wide_lane)
+    return (zeros, lane, binary("add", lambda builder, a, b: builder.fadd(a, b)),
+            binary("mul", lambda builder, a, b: builder.fmul(a, b)), fma)
 
 
 def _partial_load(v):
