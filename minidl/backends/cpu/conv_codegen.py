@@ -171,8 +171,8 @@ def channel_sums(y, n0, n1, oc, c_first, c_stop, sums):
 
 @njit(inline="always")
 def column_sums(y, i, stride, rows, width):
-    \"\"\"The float64 sums of ``rows`` vectors of ``width`` floats from y[i], ``stride`` apart, and of their squares; two
-    running sums each (even and odd rows) halve the wait on the previous add.\"\"\"
+    \"\"\"The float64 sums of ``rows`` vectors of ``width`` floats from y[i], ``stride`` apart, and of their
+    squares; two running sums each (even and odd rows) halve the wait on the previous add.\"\"\"
     s0, s1, q0, q1 = wide_zeros(), wide_zeros(), wide_zeros(), wide_zeros()
     for _ in range(rows // 2):
         even, odd = widen(load_first(y, i, width)), widen(load_first(y, i + stride, width))
