@@ -126,7 +126,7 @@ class Tensor(MathMethods, IndexingMethods):
 
     @property
     def shape(self):
-        return Size(self.array.shape)
+        return tuple.__new__(Size, self.array.shape)  # an array's shape is a tuple of ints already: no conversion
 
     def size(self, dim=None):
         return self.shape if dim is None else self.array.shape[check_dim(dim, self.ndim)]
